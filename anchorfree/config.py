@@ -1,0 +1,250 @@
+"""Configuration as plain dataclasses: dumped to / loaded from YAML, overridden by ``key=value``.
+
+A preset name (see :mod:`anchorfree.presets`) gives a :class:`Config`; ``head.center_sampling_radius=0``
+or ``train.lr=0.005`` override single fields. A key without a section (``epochs=3``) is accepted
+when exactly one section has a field of that name.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import yaml
+
+from .errors import ConfigError
+
+
+@dataclass
+class BackboneConfig:
+    """A torchvision ResNet body. ``weights`` is a local ImageNet state-dict path (never downloaded)."""
+
+    name: str = "resnet50"  # resnet10 | resnet18 | resnet34 | resnet50 | resnet101
+    norm: str = "frozen_bn"  # frozen_bn | bn | gn
+    weights: str | None = None
+    frozen_stages: int = 1  # 0: nothing frozen, 1: stem + layer1 (as in the references), ... 4
+    out_levels: list[int] = field(default_factory=lambda: [3, 4, 5])  # C3..C5 (stride 8..32)
+
+
+@dataclass
+class NeckConfig:
+    """FPN producing P3..P7 (Lin et al. 2017; RetinaNet/FCOS add P6, P7 by stride-2 convs)."""
+
+    out_channels: int = 256
+    num_extra_levels: int = 2  # P6, P7
+    extra_from: str = "p5"  # p5 (FCOS, torchvision) | c5 (RetinaNet paper)
+    relu_before_extra: bool = True  # ReLU between P6 and P7 conv
+
+
+@dataclass
+class HeadConfig:
+    """Dense prediction head; fields a given head does not use are ignored by it."""
+
+    type: str = "fcos"
+    # towers (shared across levels)
+    num_convs: int = 4
+    feat_channels: int = 256
+    norm: str = "gn"  # gn | bn | none
+    gn_groups: int = 32
+    prior_prob: float = 0.01  # classification bias init: -log((1 - p) / p)  (RetinaNet, Sec. 4.1)
+    # priors
+    strides: list[int] = field(default_factory=lambda: [8, 16, 32, 64, 128])
+    prior_offset: float = 0.5  # prior center = (index + offset) * stride; torchvision uses 0
+    # FCOS box regression (Tian et al. 2019)
+    norm_on_bbox: bool = True  # regress (l, t, r, b) in units of the level's stride
+    bbox_activation: str = "relu"  # relu | exp
+    scale_per_level: bool = True  # learnable scalar per level multiplying the regression
+    centerness_on_reg: bool = True  # center-ness predicted from the regression tower
+    # FCOS targets
+    regress_ranges: list[list[float]] = field(
+        default_factory=lambda: [[-1, 64], [64, 128], [128, 256], [256, 512], [512, 1e8]]
+    )
+    range_bounds: str = "closed"  # closed: lo <= max(ltrb) <= hi (mmdet) | open: lo < d < hi (torchvision)
+    center_sampling_radius: float = 1.5  # 0 disables center sampling
+    # losses
+    focal_alpha: float = 0.25
+    focal_gamma: float = 2.0
+    cls_weight: float = 1.0
+    iou_loss: str = "giou"  # giou | iou (-log IoU, UnitBox)
+    bbox_weight: float = 1.0
+    bbox_weighting: str = "centerness"  # centerness: weight by center-ness targets (mmdet) | none (torchvision)
+    centerness_weight: float = 1.0
+    # inference
+    score_mode: str = "mul"  # mul: cls * ctr | sqrt: sqrt(cls * ctr) (torchvision)
+    score_thresh: float = 0.05
+    topk: int = 1000  # candidates per level
+    nms_thresh: float = 0.6
+    max_detections: int = 100
+
+
+@dataclass
+class InputConfig:
+    """Network input: resize rule (torchvision's min/max size), normalisation, padding."""
+
+    min_size: int = 800
+    max_size: int = 1333
+    mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])  # on 0..1 pixels
+    std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
+    size_divisor: int = 128
+
+
+@dataclass
+class ModelConfig:
+    name: str = "fcos_r50_fpn"
+    num_classes: int = 80
+    class_names: list[str] | None = None
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    neck: NeckConfig = field(default_factory=NeckConfig)
+    head: HeadConfig = field(default_factory=HeadConfig)
+    input: InputConfig = field(default_factory=InputConfig)
+
+
+@dataclass
+class AugmentConfig:
+    hflip_prob: float = 0.5
+    color_jitter: float = 0.0  # strength of brightness/contrast/saturation jitter; 0 disables
+    multiscale_min_sizes: list[int] = field(default_factory=list)  # e.g. [640, 672, 704]; empty: off
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 12
+    batch_size: int = 16
+    workers: int = 2
+    optimizer: str = "sgd"  # sgd | adamw
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    norm_bias_decay: bool = False  # apply weight decay to norm weights and biases
+    schedule: str = "step"  # step | cosine
+    milestones: list[float] = field(default_factory=lambda: [8, 11])  # epochs (step schedule)
+    gamma: float = 0.1
+    min_lr_ratio: float = 0.01  # cosine floor, relative to lr
+    warmup_iters: int = 500
+    warmup_ratio: float = 0.001  # lr at iteration 0, relative to lr
+    grad_clip: float = 0.0  # max grad norm; 0 disables
+    amp: bool = True  # mixed precision on CUDA (ignored on CPU)
+    ema: bool = False
+    ema_decay: float = 0.9998
+    eval_interval: int = 1  # epochs between validations; 0: only at the end
+    log_interval: int = 20
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    channels_last: bool = True
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def to_dict(cfg: Any) -> dict:
+    """Plain nested dict of a config dataclass."""
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(cls: type, data: dict, where: str = "") -> Any:
+    """Build dataclass ``cls`` from a nested dict, rejecting unknown keys with a suggestion."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"config section '{where or cls.__name__}' must be a mapping, got {type(data).__name__}")
+    hints = get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        if key not in names:
+            raise ConfigError(_unknown_key_message(f"{where}{key}", key, names))
+        sub = hints[key]
+        if dataclasses.is_dataclass(sub):
+            kwargs[key] = from_dict(sub, value or {}, f"{where}{key}.")
+        else:
+            kwargs[key] = value
+    return cls(**kwargs)
+
+
+def _unknown_key_message(full: str, key: str, names: set[str]) -> str:
+    close = difflib.get_close_matches(key, sorted(names), n=3)
+    hint = f" Did you mean: {', '.join(close)}?" if close else f" Known keys: {', '.join(sorted(names))}."
+    return f"unknown config key '{full}'.{hint}"
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+def load_config(path: str | Path) -> Config:
+    """Load a YAML config written by :func:`save_config` (missing fields take defaults)."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
+    return from_dict(Config, data or {})
+
+
+def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
+    """Apply ``key=value`` strings; values are parsed as YAML (``0.01``, ``[8, 11]``, ``true``)."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' must look like key=value, e.g. train.lr=0.005")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        set_field(cfg, _resolve_key(cfg, key.strip()), value)
+    return cfg
+
+
+def _resolve_key(cfg: Config, key: str) -> str:
+    if "." in key:
+        return key
+    found = [path for path in _all_field_paths(cfg) if path.rsplit(".", 1)[-1] == key]
+    if len(found) == 1:
+        return found[0]
+    if len(found) > 1:
+        raise ConfigError(f"override key '{key}' is ambiguous: write one of {', '.join(found)}")
+    leaves = {p.rsplit(".", 1)[-1] for p in _all_field_paths(cfg)}
+    raise ConfigError(_unknown_key_message(key, key, leaves))
+
+
+def _all_field_paths(obj: Any, prefix: str = "") -> list[str]:
+    paths = []
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            paths += _all_field_paths(value, f"{prefix}{f.name}.")
+        else:
+            paths.append(prefix + f.name)
+    return paths
+
+
+def set_field(cfg: Any, dotted: str, value: Any) -> None:
+    """Set ``a.b.c`` on nested dataclasses, checking the key exists and the type is plausible."""
+    *parents, leaf = dotted.split(".")
+    obj, walked = cfg, ""
+    for part in parents:
+        if not dataclasses.is_dataclass(obj) or part not in {f.name for f in dataclasses.fields(obj)}:
+            names = {f.name for f in dataclasses.fields(obj)} if dataclasses.is_dataclass(obj) else set()
+            raise ConfigError(_unknown_key_message(walked + part, part, names))
+        obj, walked = getattr(obj, part), f"{walked}{part}."
+    names = {f.name for f in dataclasses.fields(obj)}
+    if leaf not in names:
+        raise ConfigError(_unknown_key_message(dotted, leaf, names))
+    current = getattr(obj, leaf)
+    if dataclasses.is_dataclass(current):
+        raise ConfigError(f"'{dotted}' is a section; set one of its fields, e.g. {dotted}.{next(iter(vars(current)))}=...")
+    if isinstance(current, bool) and not isinstance(value, bool):
+        raise ConfigError(f"'{dotted}' expects true or false, got {value!r}")
+    if isinstance(current, (int, float)) and not isinstance(current, bool):
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise ConfigError(f"'{dotted}' expects a number, got {value!r}")
+        value = float(value) if isinstance(current, float) else value
+    if isinstance(current, list) and not isinstance(value, list):
+        value = [value]
+    setattr(obj, leaf, value)

@@ -1,0 +1,1 @@
+"""Loading weights written by other libraries."""

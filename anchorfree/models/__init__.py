@@ -1,0 +1,1 @@
+"""Detector building blocks: backbone → neck → head."""

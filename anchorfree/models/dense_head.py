@@ -1,0 +1,128 @@
+"""The base every FPN dense head (RetinaNet, FCOS, ATSS, GFL, GFLv2) is a small variation of.
+
+It owns what those heads share (DESIGN: "share where the logic really is shared"):
+conv towers run on every level with shared weights, priors per level, flattening the per-level
+maps into ``[B, N, K]`` tensors, and the decode → top-k → NMS flow. A head adds its output
+convs, how its scores and boxes are read off the flattened maps, and its targets and losses.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn, Tensor
+
+from ..config import HeadConfig
+from ..errors import ConfigError
+from ..structures import Detections
+from .postprocess import select_detections
+from .priors import Priors, grid_priors
+
+
+def conv_tower(in_channels: int, channels: int, num_convs: int, norm: str, gn_groups: int) -> nn.Sequential:
+    """``num_convs`` × (3x3 conv → norm → ReLU), weights ~ N(0, 0.01) as in RetinaNet/FCOS."""
+    layers: list[nn.Module] = []
+    for i in range(num_convs):
+        conv = nn.Conv2d(in_channels if i == 0 else channels, channels, 3, padding=1, bias=norm != "bn")
+        nn.init.normal_(conv.weight, std=0.01)
+        if conv.bias is not None:
+            nn.init.zeros_(conv.bias)
+        layers.append(conv)
+        if norm == "gn":
+            layers.append(nn.GroupNorm(gn_groups, channels))
+        elif norm == "bn":
+            layers.append(nn.BatchNorm2d(channels))
+        elif norm != "none":
+            raise ConfigError(f"head.norm must be gn, bn or none, got '{norm}'")
+        layers.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*layers)
+
+
+def output_conv(in_channels: int, out_channels: int, bias_prior: float | None = None) -> nn.Conv2d:
+    """Final 3x3 prediction conv; ``bias_prior`` p sets the bias to -log((1-p)/p) (RetinaNet Sec. 4.1)."""
+    conv = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+    nn.init.normal_(conv.weight, std=0.01)
+    nn.init.constant_(conv.bias, 0.0 if bias_prior is None else -math.log((1 - bias_prior) / bias_prior))
+    return conv
+
+
+class Scale(nn.Module):
+    """A learnable scalar multiplying one level's regression output (FCOS Sec. 3.2)."""
+
+    def __init__(self, value: float = 1.0) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor(float(value)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.scale
+
+
+def flatten_levels(maps: list[Tensor], channels_per_prior: int) -> Tensor:
+    """``[B, A*K, H, W]`` per level → ``[B, sum(H*W*A), K]`` (row-major, then anchor)."""
+    return torch.cat([m.permute(0, 2, 3, 1).reshape(m.shape[0], -1, channels_per_prior) for m in maps], dim=1)
+
+
+class DenseHead(nn.Module):
+    """Shared towers + priors + decode flow. Subclasses implement :meth:`forward_level`,
+    :meth:`scores_and_boxes` and :meth:`loss`."""
+
+    def __init__(self, cfg: HeadConfig, in_channels: int, num_classes: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.num_classes = num_classes
+        self.strides = list(cfg.strides)
+        self.cls_tower = conv_tower(in_channels, cfg.feat_channels, cfg.num_convs, cfg.norm, cfg.gn_groups)
+        self.reg_tower = conv_tower(in_channels, cfg.feat_channels, cfg.num_convs, cfg.norm, cfg.gn_groups)
+
+    # ---- forward -----------------------------------------------------------------------
+    def forward(self, feats: list[Tensor]) -> dict[str, list[Tensor]]:
+        """Raw per-level maps, e.g. ``{"cls": [...], "reg": [...]}``, each ``[B, K, H, W]``."""
+        if len(feats) != len(self.strides):
+            raise ConfigError(f"the neck gives {len(feats)} levels but head.strides has {len(self.strides)}")
+        outputs: dict[str, list[Tensor]] = {}
+        for level, x in enumerate(feats):
+            for key, value in self.forward_level(x, level).items():
+                outputs.setdefault(key, []).append(value)
+        return outputs
+
+    def forward_level(self, x: Tensor, level: int) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+    def priors(self, outputs: dict[str, list[Tensor]]) -> Priors:
+        any_maps = next(iter(outputs.values()))
+        shapes = [tuple(m.shape[-2:]) for m in any_maps]
+        return grid_priors(shapes, self.strides, self.cfg.prior_offset, any_maps[0].device)
+
+    # ---- inference ---------------------------------------------------------------------
+    def scores_and_boxes(self, outputs: dict[str, list[Tensor]], priors: Priors) -> tuple[Tensor, Tensor]:
+        """Per-prior class scores ``[B, N, C]`` in (0, 1) and decoded boxes ``[B, N, 4]``."""
+        raise NotImplementedError
+
+    def predict(self, outputs: dict[str, list[Tensor]], image_sizes: Tensor) -> list[Detections]:
+        """Detections in input pixels (clipped to each image's valid size)."""
+        outputs = {k: [m.float() for m in v] for k, v in outputs.items()}
+        priors = self.priors(outputs)
+        scores, boxes = self.scores_and_boxes(outputs, priors)
+        cfg = self.cfg
+        return select_detections(
+            list(scores.split(priors.num_per_level, dim=1)), list(boxes.split(priors.num_per_level, dim=1)),
+            image_sizes, cfg.score_thresh, cfg.topk, cfg.nms_thresh, cfg.max_detections,
+        )
+
+    # ---- training ----------------------------------------------------------------------
+    def loss(self, outputs: dict[str, list[Tensor]], targets: list[dict[str, Tensor]],
+             image_sizes: Tensor) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+
+def pad_targets(targets: list[dict[str, Tensor]], device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+    """Stack per-image targets into ``boxes [B, M, 4]``, ``labels [B, M]``, ``valid [B, M]`` (M = max count)."""
+    num_images = len(targets)
+    max_boxes = max([len(t["boxes"]) for t in targets] + [1])
+    boxes = torch.zeros(num_images, max_boxes, 4, device=device)
+    labels = torch.full((num_images, max_boxes), -1, dtype=torch.long, device=device)
+    for i, t in enumerate(targets):
+        n = len(t["boxes"])
+        boxes[i, :n] = t["boxes"].to(device, torch.float32)
+        labels[i, :n] = t["labels"].to(device)
+    return boxes, labels, labels >= 0

@@ -1,0 +1,88 @@
+"""``Detector``: image → backbone → neck → head → losses (with targets) or detections.
+
+Input images are ``uint8 [B, 3, H, W]`` (0..255), zero padded; normalisation happens inside the
+model (so exported models and the Python API take raw pixels), and the padded area is zeroed
+after normalisation, as torchvision and mmdetection do.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn, Tensor
+
+from ..config import ModelConfig
+from ..errors import ConfigError
+from ..structures import Batch, Detections
+from .backbone import build_backbone
+from .dense_head import DenseHead
+from .fcos import FCOSHead
+from .fpn import FPN
+
+HEADS: dict[str, type[DenseHead]] = {"fcos": FCOSHead}
+
+
+class Detector(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.backbone = build_backbone(cfg.backbone)
+        self.neck = FPN(self.backbone.out_channels, cfg.neck)
+        if cfg.head.type not in HEADS:
+            raise ConfigError(f"unknown head.type '{cfg.head.type}'; available: {', '.join(HEADS)}")
+        if self.neck.num_levels != len(cfg.head.strides):
+            raise ConfigError(f"the neck gives {self.neck.num_levels} levels but head.strides lists "
+                              f"{len(cfg.head.strides)}: {cfg.head.strides}")
+        self.head = HEADS[cfg.head.type](cfg.head, self.neck.out_channels, cfg.num_classes)
+        mean = torch.tensor(cfg.input.mean, dtype=torch.float32).view(1, 3, 1, 1)
+        std = torch.tensor(cfg.input.std, dtype=torch.float32).view(1, 3, 1, 1)
+        self.register_buffer("pixel_mean", mean, persistent=False)
+        self.register_buffer("pixel_std", std, persistent=False)
+
+    @property
+    def device(self) -> torch.device:
+        return self.pixel_mean.device
+
+    def normalize(self, images: Tensor, image_sizes: Tensor | None = None) -> Tensor:
+        """``(x / 255 - mean) / std``; padding outside ``image_sizes`` becomes 0."""
+        x = (images.float() / 255.0 - self.pixel_mean) / self.pixel_std
+        if image_sizes is not None:
+            h, w = x.shape[-2:]
+            rows = torch.arange(h, device=x.device)[None, :] < image_sizes[:, 0:1]
+            cols = torch.arange(w, device=x.device)[None, :] < image_sizes[:, 1:2]
+            mask = (rows[:, None, :, None] & cols[:, None, None, :])
+            if not bool(mask.all()):
+                x = x * mask
+        if self.cfg_channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    @property
+    def cfg_channels_last(self) -> bool:
+        return getattr(self, "_channels_last", False)
+
+    def set_channels_last(self, enabled: bool = True) -> "Detector":
+        """Run every conv in NHWC layout (faster on CPUs with oneDNN and on tensor cores)."""
+        self._channels_last = enabled
+        return self.to(memory_format=torch.channels_last if enabled else torch.contiguous_format)
+
+    def forward(self, images: Tensor, image_sizes: Tensor | None = None) -> dict[str, list[Tensor]]:
+        """Raw head maps per level for a batch of uint8/float 0..255 images."""
+        return self.head(self.neck(self.backbone(self.normalize(images, image_sizes))))
+
+    def loss(self, batch: Batch) -> dict[str, Tensor]:
+        outputs = self(batch.images, batch.image_sizes)
+        return self.head.loss(outputs, batch.targets, batch.image_sizes)
+
+    @torch.no_grad()
+    def predict(self, batch: Batch, rescale: bool = True) -> list[Detections]:
+        """Detections per image; with ``rescale`` boxes are mapped to the original image pixels."""
+        outputs = self(batch.images, batch.image_sizes)
+        detections = self.head.predict(outputs, batch.image_sizes)
+        if rescale and batch.orig_sizes is not None:
+            ratios = (batch.orig_sizes.float() / batch.image_sizes.float()).to(self.device)  # (ry, rx)
+            for det, (ry, rx) in zip(detections, ratios):
+                det.boxes = det.boxes * torch.stack((rx, ry, rx, ry))
+        return detections
+
+
+def build_detector(cfg: ModelConfig) -> Detector:
+    return Detector(cfg)

@@ -1,0 +1,144 @@
+"""FCOS: Fully Convolutional One-Stage object detection (Tian et al., ICCV 2019 / TPAMI 2020).
+
+Every FPN location is a prior point that regresses its distances ``(l, t, r, b)`` to the box
+(Eq. 1). A point is positive for a box when it lies inside it (inside the center region of
+radius ``1.5 * stride`` with center sampling), and the box's ``max(l, t, r, b)`` falls in the
+level's range (Sec. 3.2); a point claimed by several boxes takes the smallest one. Center-ness
+(Eq. 3) down-weights low-quality boxes at inference: ``score = cls * ctr`` (or its square root).
+
+Losses: sigmoid focal loss (α .25, γ 2) over all points, IoU/GIoU loss on positives weighted by
+their center-ness targets (or unweighted, as torchvision), and center-ness BCE; all divided by
+the number of positives averaged across processes.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn, Tensor
+
+from ..boxes import bbox2distance, centerness_target, distance2bbox
+from ..config import HeadConfig
+from ..errors import ConfigError
+from ..losses import box_iou_loss, num_positives, reduce_mean, sigmoid_focal_loss
+from .dense_head import DenseHead, Scale, flatten_levels, output_conv, pad_targets
+from .priors import Priors
+
+
+def fcos_assign(
+    priors: Priors,
+    gt_boxes: Tensor,
+    gt_valid: Tensor,
+    regress_ranges: Tensor,
+    center_sampling_radius: float,
+    closed_ranges: bool = True,
+) -> Tensor:
+    """Match every prior point to a box, batched over images (Sec. 3.1–3.2).
+
+    Args:
+        priors: points ``[N, 2]`` with their ``strides [N]`` and ``level_index [N]``.
+        gt_boxes: ``[B, M, 4]`` padded boxes; ``gt_valid [B, M]`` marks the real ones.
+        regress_ranges: ``[L, 2]`` (lo, hi) of ``max(l, t, r, b)`` per level.
+        center_sampling_radius: positives must be within ``radius * stride`` of the box
+            center (L∞ distance); 0 disables center sampling.
+        closed_ranges: ``lo <= d <= hi`` (mmdetection) or ``lo < d < hi`` (torchvision).
+
+    Returns:
+        ``[B, N]`` index of the matched box, ``-1`` for background.
+    """
+    points = priors.points[None, :, None, :]  # [1, N, 1, 2]
+    boxes = gt_boxes[:, None, :, :]  # [B, 1, M, 4]
+    ltrb = bbox2distance(points, boxes)  # [B, N, M, 4]
+    inside = ltrb.min(dim=-1).values > 0
+    if center_sampling_radius > 0:
+        centers = (boxes[..., :2] + boxes[..., 2:]) / 2
+        radius = center_sampling_radius * priors.strides[None, :, None]
+        inside &= (points - centers).abs().max(dim=-1).values < radius
+    max_dist = ltrb.max(dim=-1).values
+    ranges = regress_ranges[priors.level_index]  # [N, 2]
+    lo, hi = ranges[None, :, 0, None], ranges[None, :, 1, None]
+    in_range = (max_dist >= lo) & (max_dist <= hi) if closed_ranges else (max_dist > lo) & (max_dist < hi)
+    match = inside & in_range & gt_valid[:, None, :]
+    areas = ((gt_boxes[..., 2] - gt_boxes[..., 0]) * (gt_boxes[..., 3] - gt_boxes[..., 1]))[:, None, :]
+    cost = torch.where(match, areas.expand_as(match), torch.full_like(max_dist, float("inf")))
+    min_area, matched = cost.min(dim=-1)  # ambiguous points go to the smallest box
+    return torch.where(torch.isinf(min_area), torch.full_like(matched, -1), matched)
+
+
+class FCOSHead(DenseHead):
+    """Classification tower → C logits; regression tower → 4 distances and 1 center-ness logit."""
+
+    def __init__(self, cfg: HeadConfig, in_channels: int, num_classes: int) -> None:
+        super().__init__(cfg, in_channels, num_classes)
+        if cfg.bbox_activation not in ("relu", "exp"):
+            raise ConfigError(f"head.bbox_activation must be relu or exp, got '{cfg.bbox_activation}'")
+        if cfg.score_mode not in ("mul", "sqrt"):
+            raise ConfigError(f"head.score_mode must be mul or sqrt, got '{cfg.score_mode}'")
+        if len(cfg.regress_ranges) != len(cfg.strides):
+            raise ConfigError("head.regress_ranges needs one [lo, hi] pair per stride in head.strides")
+        c = cfg.feat_channels
+        self.cls_logits = output_conv(c, num_classes, bias_prior=cfg.prior_prob)
+        self.bbox_pred = output_conv(c, 4)
+        self.centerness = output_conv(c, 1)
+        self.scales = nn.ModuleList(Scale(1.0) for _ in self.strides) if cfg.scale_per_level else None
+        self.register_buffer("regress_ranges", torch.tensor(cfg.regress_ranges, dtype=torch.float32), persistent=False)
+
+    def forward_level(self, x: Tensor, level: int) -> dict[str, Tensor]:
+        cls_feat, reg_feat = self.cls_tower(x), self.reg_tower(x)
+        reg = self.bbox_pred(reg_feat)
+        if self.scales is not None:
+            reg = self.scales[level](reg)
+        ctr = self.centerness(reg_feat if self.cfg.centerness_on_reg else cls_feat)
+        return {"cls": self.cls_logits(cls_feat), "reg": reg, "ctr": ctr}
+
+    def decode_boxes(self, reg: Tensor, priors: Priors) -> Tensor:
+        """Flattened raw regression ``[B, N, 4]`` → boxes: ``act(reg) * (stride if norm_on_bbox)``."""
+        dist = F.relu(reg) if self.cfg.bbox_activation == "relu" else reg.exp()
+        if self.cfg.norm_on_bbox:
+            dist = dist * priors.strides[None, :, None]
+        return distance2bbox(priors.points[None], dist)
+
+    def scores_and_boxes(self, outputs: dict[str, list[Tensor]], priors: Priors) -> tuple[Tensor, Tensor]:
+        cls = flatten_levels(outputs["cls"], self.num_classes).sigmoid()
+        ctr = flatten_levels(outputs["ctr"], 1).sigmoid()
+        scores = cls * ctr
+        if self.cfg.score_mode == "sqrt":
+            scores = scores.sqrt()
+        return scores, self.decode_boxes(flatten_levels(outputs["reg"], 4), priors)
+
+    def loss(self, outputs: dict[str, list[Tensor]], targets: list[dict[str, Tensor]],
+             image_sizes: Tensor) -> dict[str, Tensor]:
+        cfg = self.cfg
+        outputs = {k: [m.float() for m in v] for k, v in outputs.items()}
+        priors = self.priors(outputs)
+        cls = flatten_levels(outputs["cls"], self.num_classes)  # [B, N, C]
+        reg = flatten_levels(outputs["reg"], 4)
+        ctr = flatten_levels(outputs["ctr"], 1)[..., 0]
+        gt_boxes, gt_labels, gt_valid = pad_targets(targets, cls.device)
+
+        matched = fcos_assign(priors, gt_boxes, gt_valid, self.regress_ranges, cfg.center_sampling_radius,
+                              closed_ranges=cfg.range_bounds == "closed")
+        pos = matched >= 0
+        safe = matched.clamp(min=0)
+        labels = torch.gather(gt_labels, 1, safe)
+        cls_target = torch.zeros_like(cls)
+        cls_target[pos, labels[pos]] = 1.0
+        num_pos = num_positives(pos)
+        loss_cls = sigmoid_focal_loss(cls, cls_target, cfg.focal_alpha, cfg.focal_gamma, reduction="sum") / num_pos
+
+        box_target = torch.gather(gt_boxes, 1, safe[..., None].expand(-1, -1, 4))[pos]
+        pos_points = priors.points[None].expand(len(targets), -1, -1)[pos]
+        pred_boxes = self.decode_boxes(reg, priors)[pos]
+        ctr_target = centerness_target(bbox2distance(pos_points, box_target))
+        box_loss = box_iou_loss(pred_boxes, box_target, cfg.iou_loss)
+        if cfg.bbox_weighting == "centerness":
+            loss_bbox = (box_loss * ctr_target).sum() / reduce_mean(ctr_target.sum()).clamp(min=1e-6)
+        elif cfg.bbox_weighting == "none":
+            loss_bbox = box_loss.sum() / num_pos
+        else:
+            raise ConfigError(f"head.bbox_weighting must be centerness or none, got '{cfg.bbox_weighting}'")
+        loss_ctr = F.binary_cross_entropy_with_logits(ctr[pos], ctr_target, reduction="sum") / num_pos
+        return {
+            "loss_cls": cfg.cls_weight * loss_cls,
+            "loss_bbox": cfg.bbox_weight * loss_bbox,
+            "loss_ctr": cfg.centerness_weight * loss_ctr,
+        }
