@@ -198,6 +198,17 @@ def test_keep_ratio_size_matches_torch_interpolate() -> None:
             assert tuple(out.shape[-2:]) == keep_ratio_size(h, w, 100, 170), (h, w)
 
 
+def test_resize_pixels_match_float_bilinear_interpolation() -> None:
+    """uint8 resize equals torchvision-detection style float interpolation up to rounding."""
+    image = torch.from_numpy(_pixels(37, 53)).permute(2, 0, 1).contiguous()
+    transform = build_transforms(False, 90, 1000)
+    resized, _, _, scale = transform(image, torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64))
+    expected = torch.nn.functional.interpolate(image[None].float(), size=resized.shape[-2:], mode="bilinear",
+                                               align_corners=False)[0]
+    assert resized.shape == (3, 90, 128) and torch.allclose(scale, torch.tensor([90 / 37, 128 / 53]))
+    assert (resized.float() - expected).abs().max() <= 1.0
+
+
 def test_multiscale_training_draws_each_size(tiny: Path) -> None:
     ds = load(tiny, transforms=build_transforms(True, (50, 100), 1000, hflip_prob=0.0), train=True)
     torch.manual_seed(0)

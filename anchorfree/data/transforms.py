@@ -1,0 +1,123 @@
+"""Detection transforms built on ``torchvision.transforms.v2``.
+
+A transform built by :func:`build_transforms` is called as
+``transform(image, boxes, labels) -> (image, boxes, labels, scale)`` with a ``uint8 [3, H, W]``
+image, ``float [N, 4]`` xyxy boxes and ``long [N]`` labels; ``scale`` is ``float32 [2]``
+``(sy, sx)`` from input to output pixels.
+
+Training: photometric jitter, horizontal flip, keep-ratio resize. Evaluation: resize only.
+Degenerate boxes (side < :data:`MIN_BOX_SIZE` output pixels) are removed with their labels.
+Mosaic and random-affine augmentation will be added later; they must keep ``scale`` meaning
+"original to network-input pixels" for the un-augmented (evaluation) path.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
+
+__all__ = ["MIN_BOX_SIZE", "ResizeKeepRatio", "DetectionTransform", "build_transforms", "keep_ratio_size"]
+
+MIN_BOX_SIZE = 1.0  # pixels; boxes with a narrower side are dropped
+
+
+def keep_ratio_size(height: int, width: int, min_size: int, max_size: int) -> tuple[int, int]:
+    """Output ``(h, w)`` of torchvision's detection resize rule.
+
+    ``scale = min(min_size / short_side, max_size / long_side)``, sizes rounded down as
+    ``torch.nn.functional.interpolate(scale_factor=scale, recompute_scale_factor=True)`` does.
+    """
+    scale = min(min_size / min(height, width), max_size / max(height, width))
+    return max(1, math.floor(height * scale)), max(1, math.floor(width * scale))
+
+
+class ResizeKeepRatio(v2.Transform):
+    """Resize keeping the aspect ratio (torchvision detection rule), bilinear without antialias.
+
+    ``min_size`` may be a sequence: one value is drawn per call (multi-scale training) with
+    ``torch``'s random generator, so it is seeded like every other v2 transform.
+    """
+
+    def __init__(self, min_size: int | Sequence[int], max_size: int) -> None:
+        super().__init__()
+        self.min_sizes = (int(min_size),) if isinstance(min_size, int) else tuple(int(s) for s in min_size)
+        if not self.min_sizes or min(self.min_sizes) < 1 or max_size < 1:
+            raise ValueError(f"min_size and max_size must be positive, got {min_size!r}, {max_size!r}")
+        self.max_size = int(max_size)
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        height, width = v2.query_size(flat_inputs)
+        index = int(torch.randint(len(self.min_sizes), ())) if len(self.min_sizes) > 1 else 0
+        return {"size": keep_ratio_size(height, width, self.min_sizes[index], self.max_size)}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        return F.resize(inpt, params["size"], interpolation=v2.InterpolationMode.BILINEAR, antialias=False)
+
+    # Names of the two hooks above in torchvision < 0.21.
+    _get_params = make_params
+    _transform = transform
+
+
+class DetectionTransform:
+    """Applies a v2 pipeline to ``(image, boxes, labels)`` and reports the resize scale.
+
+    Picklable, so it can be used inside DataLoader workers.
+    """
+
+    def __init__(self, transforms: Sequence[v2.Transform]) -> None:
+        self.pipeline = v2.Compose([*transforms, v2.SanitizeBoundingBoxes(min_size=MIN_BOX_SIZE)])
+
+    def __call__(self, image: Tensor, boxes: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        in_h, in_w = image.shape[-2:]
+        sample = {
+            "image": tv_tensors.Image(image),
+            "boxes": tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=(in_h, in_w)),
+            "labels": labels,
+        }
+        out = self.pipeline(sample)
+        image = out["image"].as_subclass(Tensor)
+        out_h, out_w = image.shape[-2:]
+        scale = torch.tensor([out_h / in_h, out_w / in_w], dtype=torch.float32)
+        return image, out["boxes"].as_subclass(Tensor).float(), out["labels"], scale
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.pipeline})"
+
+
+def build_transforms(
+    train: bool,
+    min_size: int | tuple[int, ...],
+    max_size: int,
+    hflip_prob: float = 0.5,
+    color_jitter: float = 0.0,
+) -> DetectionTransform:
+    """Build the training or evaluation transform.
+
+    Args:
+        train: enable the random augmentations below; evaluation only resizes.
+        min_size: target short side; a tuple draws one per image (multi-scale training).
+        max_size: cap on the long side.
+        hflip_prob: probability of a horizontal flip (training only).
+        color_jitter: strength ``s`` of brightness/contrast/saturation ``s`` and hue ``s / 4``;
+            ``0`` disables it (training only).
+    """
+    steps: list[v2.Transform] = []
+    if train:
+        if color_jitter > 0:
+            steps.append(v2.ColorJitter(brightness=color_jitter, contrast=color_jitter,
+                                        saturation=color_jitter, hue=min(color_jitter / 4, 0.5)))
+        if hflip_prob > 0:
+            steps.append(v2.RandomHorizontalFlip(p=hflip_prob))
+    steps.append(ResizeKeepRatio(min_size if train else _eval_size(min_size), max_size))
+    return DetectionTransform(steps)
+
+
+def _eval_size(min_size: int | Sequence[int]) -> int:
+    """Evaluation uses a single scale: the largest of the training sizes."""
+    return min_size if isinstance(min_size, int) else max(min_size)

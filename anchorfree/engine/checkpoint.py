@@ -1,0 +1,98 @@
+"""Checkpoints: written atomically (temp file + ``os.replace``), validated when loaded."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..config import Config, from_dict, to_dict
+from ..errors import CheckpointError
+from ..models.detector import Detector
+
+FORMAT = "anchorfree-checkpoint"
+VERSION = 1
+
+
+def atomic_save(obj: Any, path: str | Path) -> None:
+    """``torch.save`` to a temp file in the same folder, fsync, then rename over ``path``.
+
+    A run killed while saving leaves the previous file intact.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load and sanity-check an anchorfree checkpoint file."""
+    path = Path(path)
+    if path.is_dir():
+        for name in ("best.pt", "last.pt"):
+            if (path / name).is_file():
+                path = path / name
+                break
+        else:
+            raise CheckpointError(f"{path} is a folder without best.pt or last.pt; pass a run folder or a .pt file")
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # noqa: BLE001 - truncated or foreign files all need the same advice
+        raise CheckpointError(f"cannot read checkpoint {path} ({type(e).__name__}: {e}); the file is corrupt or "
+                              "not a PyTorch checkpoint — use last.pt/best.pt from a run folder") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not an anchorfree checkpoint (no '{FORMAT}' marker); torchvision weights "
+                              "are loaded with anchorfree.interop.torchvision.load_torchvision_fcos")
+    ckpt["path"] = str(path)
+    return ckpt
+
+
+def checkpoint_config(ckpt: dict[str, Any]) -> Config:
+    return from_dict(Config, ckpt["config"])
+
+
+def load_model_state(model: Detector, state: dict[str, torch.Tensor], source: str) -> None:
+    """Load weights, turning shape/key mismatches into a message about model and class count."""
+    own = model.state_dict()
+    mismatched = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if mismatched or missing or unexpected:
+        detail = []
+        if any(k.startswith("head.cls_logits") for k in mismatched):
+            detail.append(f"class count differs (checkpoint {state['head.cls_logits.weight'].shape[0]}, "
+                          f"model {own['head.cls_logits.weight'].shape[0]})")
+        if mismatched:
+            detail.append(f"shape mismatch in {mismatched[:3]}")
+        if missing or unexpected:
+            detail.append(f"missing {missing[:3]}, unexpected {unexpected[:3]}")
+        raise CheckpointError(f"{source} was saved from another model: {'; '.join(detail)}. Use the checkpoint's own "
+                              "config (anchorfree eval/predict do) or train a new model for this dataset.")
+    model.load_state_dict(state)
+
+
+def load_detector(path: str | Path, use_ema: bool = True) -> tuple[Detector, Config, dict[str, Any]]:
+    """Rebuild the model of a checkpoint (EMA weights when present) on the CPU, in eval mode."""
+    ckpt = read_checkpoint(path)
+    cfg = checkpoint_config(ckpt)
+    cfg.model.backbone.weights = None  # the checkpoint already holds the backbone weights
+    model = Detector(cfg.model)
+    state = ckpt.get("ema") if use_ema and ckpt.get("ema") is not None else ckpt["model"]
+    load_model_state(model, state, ckpt["path"])
+    return model.eval(), cfg, ckpt
+
+
+def make_checkpoint(cfg: Config, model_state: dict, **extra: Any) -> dict[str, Any]:
+    return {"format": FORMAT, "version": VERSION, "config": to_dict(cfg), "model": model_state, **extra}

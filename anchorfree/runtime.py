@@ -1,0 +1,52 @@
+"""Device selection and the mixed-precision context used by training and inference."""
+from __future__ import annotations
+
+import contextlib
+import functools
+from pathlib import Path
+
+import torch
+
+from .errors import ConfigError
+
+
+def select_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when available, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"device '{name}' is not a valid torch device (use auto, cpu, cuda or cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device '{name}' was requested but CUDA is not available; use device=cpu")
+    return device
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_supports_bf16() -> bool:
+    """True when the CPU has native bf16 dot products (AVX512-BF16 or AMX), where bf16 convs are fast."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(flag in flags for flag in (" avx512_bf16", " amx_bf16"))
+
+
+def mixed_precision_available(device: torch.device) -> bool:
+    return device.type == "cuda" or (device.type == "cpu" and cpu_supports_bf16())
+
+
+def autocast(device: torch.device, enabled: bool = True) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CPUs with native bf16; fp16/bf16 AMP on CUDA; a no-op otherwise."""
+    if not enabled or not mixed_precision_available(device):
+        return contextlib.nullcontext()
+    if device.type == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+    return torch.autocast("cpu", dtype=torch.bfloat16)
+
+
+def needs_grad_scaler(device: torch.device, enabled: bool) -> bool:
+    """fp16 AMP (CUDA without bf16) needs loss scaling; bf16 does not."""
+    return enabled and device.type == "cuda" and not torch.cuda.is_bf16_supported()
