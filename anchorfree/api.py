@@ -1,0 +1,131 @@
+"""The Python API: load a trained detector and call it on images.
+
+    >>> from anchorfree import Model
+    >>> model = Model("runs/demo/best.pt")
+    >>> result = model("photo.jpg")          # or a PIL image, an HWC uint8 array, a CHW tensor
+    >>> result.boxes, result.scores, result.labels, result.names
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from .data import build_transforms, collate, load_image
+from .engine.checkpoint import load_detector
+from .errors import AnchorfreeError
+from .runtime import autocast, mixed_precision_available, select_device
+from .structures import Detections
+
+ImageLike = Union[str, Path, Image.Image, np.ndarray, Tensor]
+
+
+@dataclass
+class Prediction:
+    """Detections of one image in its original pixels, with class names and COCO category ids."""
+
+    boxes: Tensor
+    scores: Tensor
+    labels: Tensor
+    class_names: list[str]
+    label_to_cat_id: dict[int, int]
+
+    @property
+    def names(self) -> list[str]:
+        return [self.class_names[int(label)] for label in self.labels]
+
+    def to_coco(self, image_id: int) -> list[dict[str, Any]]:
+        """COCO results entries (``bbox`` as ``[x, y, w, h]``)."""
+        out = []
+        for box, score, label in zip(self.boxes.tolist(), self.scores.tolist(), self.labels.tolist()):
+            x1, y1, x2, y2 = box
+            out.append({"image_id": image_id, "category_id": self.label_to_cat_id.get(label, label),
+                        "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
+                        "score": round(float(score), 5)})
+        return out
+
+    def __len__(self) -> int:
+        return int(self.boxes.shape[0])
+
+
+def to_uint8_chw(image: ImageLike) -> Tensor:
+    """Any supported image input → ``uint8 [3, H, W]`` RGB."""
+    if isinstance(image, (str, Path)):
+        return load_image(Path(image))
+    if isinstance(image, Image.Image):
+        return torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1).contiguous()
+    if isinstance(image, np.ndarray):
+        if image.ndim == 2:
+            image = np.repeat(image[..., None], 3, axis=2)
+        if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
+            raise AnchorfreeError(f"numpy images must be HxW or HxWx{{1,3,4}}, got shape {image.shape}")
+        image = image[..., :3] if image.shape[2] != 1 else np.repeat(image, 3, axis=2)
+        if image.dtype != np.uint8:
+            image = np.clip(image * (255 if image.max() <= 1.0 else 1), 0, 255).astype(np.uint8)
+        return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).contiguous()
+    if isinstance(image, Tensor):
+        if image.ndim != 3 or image.shape[0] not in (1, 3):
+            raise AnchorfreeError(f"tensor images must be CxHxW with C = 1 or 3, got shape {tuple(image.shape)}")
+        if image.dtype != torch.uint8:
+            image = (image.float().clamp(0, 1) * 255).round().to(torch.uint8)  # float tensors are 0..1
+        return image.expand(3, -1, -1).contiguous()
+    raise AnchorfreeError(f"unsupported image type {type(image).__name__}; pass a path, PIL image, numpy array "
+                          "or tensor")
+
+
+class Model:
+    """A trained detector ready for inference.
+
+    Args:
+        checkpoint: a ``.pt`` file or a run folder (``best.pt`` is used).
+        device: ``auto``, ``cpu``, ``cuda``...
+        fast: bf16 autocast on CPUs with native bf16 (AMP on CUDA) and channels_last; ``None``
+            enables it where the hardware supports it.
+    """
+
+    def __init__(self, checkpoint: str | Path, device: str = "auto", fast: bool | None = None) -> None:
+        self.detector, self.config, ckpt = load_detector(checkpoint)
+        self.device = select_device(device)
+        self.detector.to(self.device).set_channels_last(True)
+        self.fast = mixed_precision_available(self.device) if fast is None else fast
+        self.class_names = list(self.config.model.class_names or range(self.config.model.num_classes))
+        self.label_to_cat_id = {int(k): int(v) for k, v in (ckpt.get("label_to_cat_id") or {}).items()}
+        inp = self.config.model.input
+        self.transform = build_transforms(False, inp.min_size, inp.max_size)
+
+    @torch.no_grad()
+    def __call__(self, images: ImageLike | list[ImageLike], score_thresh: float | None = None,
+                 batch_size: int = 8) -> Prediction | list[Prediction]:
+        """Detect objects; one :class:`Prediction` per image (a list when given a list)."""
+        single = not isinstance(images, (list, tuple))
+        items = [images] if single else list(images)
+        results: list[Prediction] = []
+        for start in range(0, len(items), batch_size):
+            results += self._predict_batch(items[start:start + batch_size], score_thresh)
+        return results[0] if single else results
+
+    def _predict_batch(self, items: list[ImageLike], score_thresh: float | None) -> list[Prediction]:
+        samples = []
+        for image in items:
+            image = to_uint8_chw(image)
+            empty = torch.zeros(0, 4)
+            resized, _, _, scale = self.transform(image, empty, torch.zeros(0, dtype=torch.long))
+            samples.append((resized, {"boxes": empty, "labels": torch.zeros(0, dtype=torch.long), "image_id": -1,
+                                      "orig_size": torch.tensor(image.shape[-2:]), "scale": scale}))
+        batch = collate(samples, self.config.model.input.size_divisor).to(self.device)
+        with autocast(self.device, enabled=self.fast):
+            dets = self.detector.predict(batch)
+        out = []
+        for det in dets:
+            det = det.to("cpu")
+            if score_thresh is not None:
+                keep = det.scores >= score_thresh
+                det = Detections(det.boxes[keep], det.scores[keep], det.labels[keep])
+            out.append(Prediction(det.boxes.float(), det.scores.float(), det.labels, self.class_names,
+                                  self.label_to_cat_id))
+        return out

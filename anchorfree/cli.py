@@ -1,0 +1,236 @@
+"""``anchorfree`` command line: data, train, eval, predict, models.
+
+Errors caused by input (files, fields, config values, checkpoints) are printed as one message
+that says what to do, without a traceback; the exit status is 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+EPILOG = """examples:
+  anchorfree data synth data/synth
+  anchorfree train fcos_r18_fpn_tiny --data data/synth --out runs/demo train.epochs=4
+  anchorfree eval runs/demo --data data/synth
+  anchorfree predict runs/demo/best.pt data/synth/val/images --limit 8 --out runs/demo/predictions
+  anchorfree models
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="anchorfree", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+        description="One-stage object detection in pure PyTorch: train, evaluate and run FCOS and its family "
+                    "on COCO-format datasets.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    data = sub.add_parser("data", help="make or check datasets", description="Make or check datasets.")
+    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    synth = data_sub.add_parser("synth", help="write the built-in synthetic COCO dataset",
+                                description="Write a synthetic COCO-format dataset (JPEG images + JSON) with five "
+                                            "shape classes to OUT/train, OUT/val and OUT/data.yaml. Seeded.")
+    synth.add_argument("out", help="output folder")
+    synth.add_argument("--train", type=int, default=600, help="number of training images (default 600)")
+    synth.add_argument("--val", type=int, default=100, help="number of validation images (default 100)")
+    synth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    synth.add_argument("--min-size", type=int, default=256, help="smallest image side in pixels (default 256)")
+    synth.add_argument("--max-size", type=int, default=320, help="largest image side in pixels (default 320)")
+    check = data_sub.add_parser("check", help="validate a dataset and print its statistics",
+                                description="Load every annotation file of DATA, report problems (clipped or "
+                                            "dropped boxes, missing fields) and, with --images, decode every image.")
+    check.add_argument("data", help="dataset folder or dataset YAML")
+    check.add_argument("--images", action="store_true", help="also decode every image file")
+
+    train = sub.add_parser("train", help="train a detector", formatter_class=argparse.RawDescriptionHelpFormatter,
+                           description="Train MODEL (a preset name from `anchorfree models` or a YAML config) on "
+                                       "DATA. Settings are changed with key=value overrides, e.g. "
+                                       "train.epochs=24 train.lr=0.005 head.center_sampling_radius=0 "
+                                       "(a key without section works when unambiguous: epochs=24).",
+                           epilog="The run folder gets config.yaml, train.log, metrics.jsonl, loss.png, map.png, "
+                                  "metrics.json, last.pt and best.pt.")
+    train.add_argument("model", help="preset name or path to a config YAML")
+    train.add_argument("--data", required=True, help="dataset folder (from `data synth`) or dataset YAML")
+    train.add_argument("--out", required=True, help="run folder to create (or to continue with --resume)")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to train.log)")
+    train.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+
+    ev = sub.add_parser("eval", help="COCO-evaluate a checkpoint",
+                        description="Evaluate a run folder (its best.pt) or a checkpoint on DATA's validation "
+                                    "split: the 12 COCO metrics and per-class AP; writes metrics.json next to "
+                                    "the checkpoint.")
+    ev.add_argument("checkpoint", help="run folder or .pt file")
+    ev.add_argument("--data", required=True, help="dataset folder or dataset YAML")
+    ev.add_argument("--batch-size", type=int, default=8, help="images per batch (default 8)")
+    ev.add_argument("--workers", type=int, default=2, help="data loading processes (default 2)")
+    ev.add_argument("--fast", action="store_true", help="bf16 autocast on CPUs with bf16 / AMP on CUDA")
+    ev.add_argument("--backend", choices=["faster", "pycocotools"], default="faster",
+                    help="COCO metrics implementation (identical numbers; faster-coco-eval is quicker)")
+    ev.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+
+    pr = sub.add_parser("predict", help="detect objects in images and draw them",
+                        description="Run a checkpoint on images or folders of images; writes results.json (COCO "
+                                    "results format, original image pixels) and one drawn image per input to --out.")
+    pr.add_argument("checkpoint", help="run folder or .pt file")
+    pr.add_argument("images", nargs="+", help="image files or folders")
+    pr.add_argument("--out", required=True, help="output folder")
+    pr.add_argument("--score-thresh", type=float, default=0.3, help="minimum score to keep and draw (default 0.3)")
+    pr.add_argument("--limit", type=int, default=0, help="process at most this many images (default: all)")
+    pr.add_argument("--fast", choices=["auto", "on", "off"], default="auto",
+                    help="bf16/AMP inference (default: on where the hardware supports it)")
+    pr.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+
+    sub.add_parser("models", help="list model presets", description="List the model presets that `train` accepts.")
+    return parser
+
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+def _collect_images(inputs: list[str]) -> list[Path]:
+    from .errors import AnchorfreeError
+
+    paths: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            paths += sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        elif p.is_file():
+            paths.append(p)
+        else:
+            raise AnchorfreeError(f"{p} is neither an image file nor a folder")
+    if not paths:
+        raise AnchorfreeError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found in {' '.join(inputs)}")
+    return paths
+
+
+def cmd_data(args: argparse.Namespace) -> None:
+    from .data import CocoDetection, generate_synthetic_dataset, load_data_spec, load_image
+
+    if args.data_command == "synth":
+        out = generate_synthetic_dataset(args.out, num_train=args.train, num_val=args.val,
+                                         image_size=(args.min_size, args.max_size), seed=args.seed)
+        print(f"wrote {args.train} training and {args.val} validation images to {out} (spec: {out / 'data.yaml'})")
+        return
+    spec = load_data_spec(args.data)
+    splits = [("train", spec.train_ann, spec.train_images), ("val", spec.val_ann, spec.val_images)]
+    for split, ann, images in splits:
+        if ann is None:
+            continue
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ds = CocoDetection(ann, images, class_names=spec.class_names)
+        print(f"{split}: {ann}  " + ", ".join(f"{k}={v}" for k, v in ds.stats.items()))
+        for w in caught:
+            print(f"  warning: {w.message}")
+        if args.images:
+            for i in range(len(ds)):
+                info = ds.get_image_info(i)
+                load_image(Path(images) / info["file_name"], info["id"])
+            print(f"  decoded all {len(ds)} images")
+    print(f"classes ({len(spec.class_names or [])}): {', '.join(spec.class_names or [])}")
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from .config import apply_overrides, load_config
+    from .data import load_data_spec
+    from .engine.trainer import Trainer
+    from .evaluation import format_metrics_table
+    from .presets import PRESETS, get_preset
+
+    model = args.model
+    cfg = get_preset(model) if model in PRESETS or not model.endswith((".yaml", ".yml")) else load_config(model)
+    apply_overrides(cfg, args.overrides)
+    trainer = Trainer(cfg, load_data_spec(args.data), args.out, resume=args.resume, progress=not args.no_progress)
+    try:
+        result = trainer.fit()
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; continue with: anchorfree train {model} --data {args.data} --out {args.out} --resume",
+              file=sys.stderr)
+        raise SystemExit(130) from None
+    if result is not None:
+        print(format_metrics_table(result))
+    print(f"run folder: {args.out} (best.pt, last.pt, metrics.jsonl, loss.png, map.png)")
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    import torch
+
+    from .data import load_data_spec
+    from .engine.checkpoint import load_detector
+    from .engine.evaluate import evaluate_dataset, make_eval_dataset
+    from .errors import DatasetError
+    from .evaluation import format_metrics_table, save_metrics
+    from .runtime import select_device
+
+    model, cfg, ckpt = load_detector(args.checkpoint)
+    spec = load_data_spec(args.data)
+    dataset = make_eval_dataset(model, spec.val_ann, spec.val_images)
+    if dataset.num_classes != cfg.model.num_classes:
+        raise DatasetError(f"{spec.val_ann} has {dataset.num_classes} categories but the checkpoint "
+                           f"{ckpt['path']} was trained for {cfg.model.num_classes}; evaluate on the dataset it "
+                           "was trained for")
+    device = select_device(args.device)
+    model.to(device).set_channels_last(True)
+    with torch.inference_mode():
+        result = evaluate_dataset(model, dataset, args.batch_size, args.workers, fast=args.fast,
+                                  backend=args.backend)
+    print(format_metrics_table(result))
+    out = Path(ckpt["path"]).parent / "metrics.json"
+    save_metrics(result, out)
+    print(f"wrote {out}")
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from .api import Model, to_uint8_chw
+    from .structures import Detections
+    from .visualize import draw_detections, save_image
+
+    fast = {"auto": None, "on": True, "off": False}[args.fast]
+    model = Model(args.checkpoint, device=args.device, fast=fast)
+    paths = _collect_images(args.images)
+    if args.limit:
+        paths = paths[: args.limit]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results, total = [], 0
+    for image_id, path in enumerate(tqdm(paths, desc="predict", unit="img"), start=1):
+        image = to_uint8_chw(path)
+        pred = model(image, score_thresh=args.score_thresh)
+        results += [dict(r, file_name=str(path)) for r in pred.to_coco(image_id)]
+        drawn = draw_detections(image, Detections(pred.boxes, pred.scores, pred.labels), model.class_names)
+        save_image(drawn, out / f"{path.stem}.jpg")
+        total += len(pred)
+    (out / "results.json").write_text(json.dumps(results))
+    print(f"{total} detections on {len(paths)} images; drawn images and results.json in {out}")
+
+
+def cmd_models(args: argparse.Namespace) -> None:
+    from .presets import describe_presets
+
+    rows = describe_presets()
+    width = max(len(name) for name, _ in rows)
+    for name, doc in rows:
+        print(f"{name:<{width}}  {doc}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .errors import AnchorfreeError
+
+    args = build_parser().parse_args(argv)
+    handlers = {"data": cmd_data, "train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "models": cmd_models}
+    try:
+        handlers[args.command](args)
+    except AnchorfreeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

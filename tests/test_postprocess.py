@@ -1,0 +1,172 @@
+"""select_detections / batched_nms_all against an independent per-image torchvision reference."""
+import pytest
+import torch
+from torchvision.ops import batched_nms, box_iou
+
+from anchorfree.models.postprocess import batched_nms_all, select_detections
+
+
+def reference_detections(level_scores, level_boxes, image_sizes, score_thresh, topk, nms_thresh, max_det):
+    """Per image, per level: threshold -> top-k -> gather boxes -> clip; concat; batched NMS; cap."""
+    results = []
+    num_classes = level_scores[0].shape[-1]
+    for i in range(level_scores[0].shape[0]):
+        h, w = image_sizes[i].tolist()
+        all_scores, all_boxes, all_labels = [], [], []
+        for scores, boxes in zip(level_scores, level_boxes):
+            flat = scores[i].reshape(-1)
+            cand = torch.nonzero(flat > score_thresh).flatten()
+            cand_scores = flat[cand]
+            k = min(topk, cand.numel())
+            top, order = cand_scores.topk(k)
+            idx = cand[order]
+            prior, label = idx // num_classes, idx % num_classes
+            b = boxes[i, prior].clone()
+            b[:, 0::2] = b[:, 0::2].clamp(0, w)
+            b[:, 1::2] = b[:, 1::2].clamp(0, h)
+            all_scores.append(top)
+            all_boxes.append(b)
+            all_labels.append(label)
+        s, b, lab = torch.cat(all_scores), torch.cat(all_boxes), torch.cat(all_labels)
+        keep = batched_nms(b, s, lab, nms_thresh)[:max_det]
+        results.append((b[keep], s[keep], lab[keep]))
+    return results
+
+
+def random_inputs(seed, num_images=3, shapes=((6, 8), (3, 4), (2, 2)), num_classes=4, size=64.0):
+    g = torch.Generator().manual_seed(seed)
+    level_scores, level_boxes = [], []
+    for h, w in shapes:
+        n = h * w
+        level_scores.append(torch.rand(num_images, n, num_classes, generator=g))
+        # boxes clustered so that NMS has work to do; some leave the image (clipping matters)
+        centers = torch.rand(num_images, n, 2, generator=g) * size
+        half = torch.rand(num_images, n, 2, generator=g) * 20 + 2
+        level_boxes.append(torch.cat([centers - half, centers + half], dim=-1))
+    return level_scores, level_boxes
+
+
+def assert_same(ours, ref):
+    assert len(ours) == len(ref)
+    for det, (b, s, lab) in zip(ours, ref):
+        assert det.boxes.shape == b.shape
+        torch.testing.assert_close(det.scores, s, rtol=0, atol=0)
+        torch.testing.assert_close(det.boxes, b, rtol=0, atol=0)
+        assert torch.equal(det.labels, lab)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+@pytest.mark.parametrize("levels", [2, 3])
+def test_select_detections_matches_reference(seed, levels):
+    shapes = ((6, 8), (3, 4), (2, 2))[:levels]
+    level_scores, level_boxes = random_inputs(seed, shapes=shapes)
+    image_sizes = torch.tensor([[60, 64], [40, 50], [64, 30]])
+    args = dict(score_thresh=0.3, topk=20, nms_thresh=0.5, max_det=100)
+    ours = select_detections(level_scores, level_boxes, image_sizes, args["score_thresh"], args["topk"],
+                             args["nms_thresh"], args["max_det"])
+    ref = reference_detections(level_scores, level_boxes, image_sizes, **args)
+    assert_same(ours, ref)
+    # non-trivial: every image kept something, and NMS removed something in the batch
+    assert all(len(d) > 0 for d in ours)
+    no_nms = reference_detections(level_scores, level_boxes, image_sizes, 0.3, 20, 1.0, 100)
+    assert sum(len(d) for d in ours) < sum(len(b) for b, _, _ in no_nms)
+    for det, (h, w) in zip(ours, image_sizes.tolist()):
+        assert (det.boxes >= 0).all() and (det.boxes[:, 0::2] <= w).all() and (det.boxes[:, 1::2] <= h).all()
+        assert (det.scores > 0.3).all()
+        assert torch.all(det.scores[:-1] >= det.scores[1:])  # sorted by decreasing score
+
+
+def test_select_detections_threshold_below_topk():
+    # few candidates above the threshold on a level: top-k must not let sub-threshold scores in
+    level_scores, level_boxes = random_inputs(7)
+    image_sizes = torch.tensor([[64, 64]] * 3)
+    ours = select_detections(level_scores, level_boxes, image_sizes, 0.9, 50, 0.6, 100)
+    ref = reference_detections(level_scores, level_boxes, image_sizes, 0.9, 50, 0.6, 100)
+    assert_same(ours, ref)
+    assert all((d.scores > 0.9).all() for d in ours)
+
+
+def test_max_detections_cap_is_per_image():
+    level_scores, level_boxes = random_inputs(11)
+    # make image 0 dominate in score: a global cap would starve images 1 and 2
+    level_scores[0][0] += 10.0
+    image_sizes = torch.tensor([[64, 64]] * 3)
+    uncapped = select_detections(level_scores, level_boxes, image_sizes, 0.05, 1000, 0.5, 10_000)
+    capped = select_detections(level_scores, level_boxes, image_sizes, 0.05, 1000, 0.5, 3)
+    ref = reference_detections(level_scores, level_boxes, image_sizes, 0.05, 1000, 0.5, 3)
+    assert_same(capped, ref)
+    assert [len(d) for d in capped] == [3, 3, 3]
+    assert all(len(d) > 3 for d in uncapped)
+    for c, u in zip(capped, uncapped):  # the cap keeps the 3 best of the uncapped result
+        assert torch.equal(c.boxes, u.boxes[:3]) and torch.equal(c.scores, u.scores[:3])
+        assert torch.equal(c.labels, u.labels[:3])
+
+
+def test_image_without_scores_above_threshold_is_empty():
+    level_scores, level_boxes = random_inputs(5)
+    for s in level_scores:
+        s[1] = s[1] * 0.1  # image 1: every score <= 0.1
+    image_sizes = torch.tensor([[64, 64]] * 3)
+    ours = select_detections(level_scores, level_boxes, image_sizes, 0.2, 100, 0.5, 100)
+    assert len(ours[1]) == 0
+    assert ours[1].boxes.shape == (0, 4) and ours[1].scores.shape == (0,) and ours[1].labels.shape == (0,)
+    assert len(ours[0]) > 0 and len(ours[2]) > 0
+    assert_same(ours, reference_detections(level_scores, level_boxes, image_sizes, 0.2, 100, 0.5, 100))
+    # nothing above the threshold anywhere: every image empty
+    none = select_detections([s * 0.1 for s in level_scores], level_boxes, image_sizes, 0.2, 100, 0.5, 100)
+    assert [d.boxes.shape for d in none] == [(0, 4)] * 3
+
+
+def test_select_detections_hand_case():
+    # 1 image, 1 level, 3 priors, 2 classes; scores [N, C]
+    scores = torch.tensor([[[0.9, 0.1], [0.8, 0.7], [0.05, 0.6]]])
+    boxes = torch.tensor([[[0.0, 0.0, 10.0, 10.0], [1.0, 0.0, 11.0, 10.0], [-5.0, 20.0, 50.0, 40.0]]])
+    dets = select_detections([scores], [boxes], torch.tensor([[30, 40]]), 0.2, 10, 0.5, 10)[0]
+    # candidates > 0.2: (p0, c0, .9), (p1, c0, .8), (p1, c1, .7), (p2, c1, .6)
+    # p0 and p1 boxes: IoU = 90 / 110 = 0.82 > 0.5 -> (p1, c0) suppressed by (p0, c0); class 1 is separate
+    # p2 box clipped to w = 40, h = 30: [0, 20, 40, 30]
+    assert dets.scores.tolist() == pytest.approx([0.9, 0.7, 0.6])
+    assert dets.labels.tolist() == [0, 1, 1]
+    assert dets.boxes.tolist() == [[0.0, 0.0, 10.0, 10.0], [1.0, 0.0, 11.0, 10.0], [0.0, 20.0, 40.0, 30.0]]
+
+
+# ---- batched_nms_all ------------------------------------------------------------------------
+
+def test_batched_nms_all_groups():
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.0]])
+    scores = torch.tensor([0.5, 0.9, 0.7])
+    # identical boxes in different groups: both kept (sorted by score)
+    assert batched_nms_all(boxes, scores, torch.tensor([0, 1, 0]), 0.5).tolist() == [1, 2, 0]
+    # same group: the lower-scored duplicate is suppressed
+    assert batched_nms_all(boxes, scores, torch.tensor([0, 0, 0]), 0.5).tolist() == [1, 2]
+    assert batched_nms_all(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.long), 0.5).numel() == 0
+
+
+def test_batched_nms_all_matches_per_group_nms_random():
+    g = torch.Generator().manual_seed(0)
+    n = 300
+    xy = torch.rand(n, 2, generator=g) * 100
+    boxes = torch.cat([xy, xy + torch.rand(n, 2, generator=g) * 30 + 1], dim=1)
+    scores = torch.rand(n, generator=g)
+    groups = torch.randint(0, 12, (n,), generator=g)
+    ours = batched_nms_all(boxes, scores, groups, 0.4)
+    ref = batched_nms(boxes, scores, groups, 0.4)
+    assert ours.tolist() == ref.tolist()
+    assert 0 < ours.numel() < n
+    # no two kept boxes of the same group overlap above the threshold
+    kept = boxes[ours]
+    iou = box_iou(kept, kept)
+    same = groups[ours][:, None] == groups[ours][None, :]
+    iou.fill_diagonal_(0)
+    assert (iou[same] <= 0.4).all()
+
+
+def test_batched_nms_all_large_coordinates_exact():
+    # nearly identical boxes at ~1e4 px in many groups: the group offset must not round coordinates
+    base = torch.tensor([10000.0, 10000.0, 10004.0, 10004.0])
+    boxes = torch.stack([base, base + torch.tensor([0.0, 0.0, 0.0, 0.5])] * 50)
+    scores = torch.linspace(1.0, 0.01, 100)
+    groups = torch.arange(50).repeat_interleave(2)
+    # within each group, IoU = 16 / 18 = 0.889 > 0.85 -> one kept per group; < 0.9 -> both kept
+    assert batched_nms_all(boxes, scores, groups, 0.85).tolist() == list(range(0, 100, 2))
+    assert batched_nms_all(boxes, scores, groups, 0.9).tolist() == list(range(100))
