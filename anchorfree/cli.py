@@ -137,12 +137,17 @@ def cmd_data(args: argparse.Namespace) -> None:
 def cmd_train(args: argparse.Namespace) -> None:
     from .config import apply_overrides, load_config
     from .data import load_data_spec
-    from .engine.trainer import Trainer
+    from .engine.trainer import Trainer, resume_config
     from .evaluation import format_metrics_table
     from .presets import PRESETS, get_preset
 
     model = args.model
-    cfg = get_preset(model) if model in PRESETS or not model.endswith((".yaml", ".yml")) else load_config(model)
+    if args.resume:
+        cfg = resume_config(args.out)
+    elif model in PRESETS or not model.endswith((".yaml", ".yml")):
+        cfg = get_preset(model)
+    else:
+        cfg = load_config(model)
     apply_overrides(cfg, args.overrides)
     trainer = Trainer(cfg, load_data_spec(args.data), args.out, resume=args.resume, progress=not args.no_progress)
     try:
@@ -219,15 +224,28 @@ def cmd_models(args: argparse.Namespace) -> None:
         print(f"{name:<{width}}  {doc}")
 
 
+def _clean_message(message: str) -> str:
+    """Errors raised in DataLoader workers arrive wrapped with the worker's traceback; keep the message."""
+    if "Original Traceback" in message:
+        last = message.strip().splitlines()[-1]
+        return last.split(": ", 1)[1] if ": " in last else last
+    return message
+
+
 def main(argv: list[str] | None = None) -> int:
     from .errors import AnchorfreeError
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # key=value overrides may come after the options
+        if args.command != "train" or not all("=" in e and not e.startswith("-") for e in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides = list(args.overrides) + extra
     handlers = {"data": cmd_data, "train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "models": cmd_models}
     try:
         handlers[args.command](args)
     except AnchorfreeError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_clean_message(str(e))}", file=sys.stderr)
         return 2
     return 0
 

@@ -139,25 +139,78 @@ def make_batch(images: torch.Tensor, targets=None) -> Batch:
 # ---------------------------------------------------------------------------------------------
 # timing
 # ---------------------------------------------------------------------------------------------
+class CpuMonitor:
+    """Average number of cores used by *other* processes between ``start()`` and ``stop()``.
+
+    Read from /proc/stat (all processes) minus this process's own CPU time; the machine is shared,
+    so every case reports how much background load it ran under (0 on Linux-less systems).
+    """
+
+    def __init__(self) -> None:
+        self.tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+    def _read(self):
+        try:
+            with open("/proc/stat") as f:
+                v = [int(x) for x in f.readline().split()[1:]]
+        except OSError:
+            return None
+        busy = sum(v) - v[3] - (v[4] if len(v) > 4 else 0)  # minus idle and iowait
+        own = sum(os.times()[:2])
+        return busy / self.tick, own, time.perf_counter()
+
+    def start(self) -> "CpuMonitor":
+        self.t0 = self._read()
+        return self
+
+    def stop(self) -> float | None:
+        t1 = self._read()
+        if self.t0 is None or t1 is None or t1[2] <= self.t0[2]:
+            return None
+        return max(0.0, ((t1[0] - self.t0[0]) - (t1[1] - self.t0[1])) / (t1[2] - self.t0[2]))
+
+
+def wait_for_idle(max_wait_s: float, busy_cores: float = 0.3) -> float:
+    """Sleep (up to ``max_wait_s``) until other processes use less than ``busy_cores``; returns seconds waited."""
+    waited = 0.0
+    while waited < max_wait_s:
+        mon = CpuMonitor().start()
+        time.sleep(1.0)
+        waited += 1.0
+        load = mon.stop()
+        if load is None or load < busy_cores:
+            break
+    return waited
+
+
 def run_interleaved(fns: dict[str, Callable[[], object]], warmup: int, min_repeats: int, max_repeats: int,
-                    budget_s: float, log=print) -> dict[str, list[float]]:
-    """Warm every fn up, then time them round-robin; the repeat count adapts to ``budget_s``."""
-    last = {}
-    for name, fn in fns.items():
-        for _ in range(max(warmup, 1)):
-            t0 = time.perf_counter()
+                    budget_s: float, log=print) -> tuple[dict[str, list[float]], float | None]:
+    """Warm every fn up, then time them round-robin; the repeat count adapts to ``budget_s``.
+
+    Warm-up stops after the first round when that round took longer than ``budget_s / 3`` (big
+    batches: the first call already creates the oneDNN primitives). Returns the times and the
+    average number of cores other processes used during the timed rounds.
+    """
+    for w in range(max(warmup, 1)):
+        t0 = time.perf_counter()
+        for fn in fns.values():
             fn()
-            last[name] = time.perf_counter() - t0
-    per_round = sum(last.values())
+        per_round = time.perf_counter() - t0
+        if per_round > budget_s / 3:
+            break
     repeats = int(max(min_repeats, min(max_repeats, budget_s // max(per_round, 1e-9))))
     times: dict[str, list[float]] = {name: [] for name in fns}
+    mon = CpuMonitor().start()
     for _ in range(repeats):
         for name, fn in fns.items():
             t0 = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)
-    log(f"    ({repeats} repeats; " + ", ".join(f"{n} {statistics.median(t):.3f}s" for n, t in times.items()) + ")")
-    return times
+    background = mon.stop()
+    bg = "?" if background is None else f"{background:.2f}"
+    log(f"    ({repeats} repeats, background load {bg} cores; "
+        + ", ".join(f"{n} {statistics.median(t):.3f}s" for n, t in times.items()) + ")", flush=True)
+    return times, background
 
 
 def median_time(fn: Callable[[], object], warmup: int = 1, repeats: int = 5) -> float:
@@ -201,20 +254,23 @@ def bench_inference(tv, af, size: int, batch: int, args) -> dict:
             out = af.predict(af_batch)
         counts["fast"] = [len(d) for d in out]
 
-    times = run_interleaved({"torchvision": tv_fn, "exact": exact_fn, "fast": fast_fn}, args.warmup,
-                            args.min_repeats, args.repeats, args.budget)
-    with torch.no_grad():  # pre-NMS candidate count (score > thresh after the per-level top-k)
+    wait_for_idle(args.wait_idle)
+    times, background = run_interleaved({"torchvision": tv_fn, "exact": exact_fn, "fast": fast_fn}, args.warmup,
+                                        args.min_repeats, args.repeats, args.budget)
+    with torch.no_grad():  # pre-NMS candidates: (point, class) pairs above the threshold after the per-level top-k
         out = af(af_batch.images, af_batch.image_sizes)
         priors = af.head.priors(out)
         scores, _ = af.head.scores_and_boxes(out, priors)
-        cand = [int(sum((s.reshape(batch, -1).topk(min(af.cfg.head.topk, s.shape[1] * s.shape[2]), dim=1).values
-                         > af.cfg.head.score_thresh).sum() for s in scores.split(priors.num_per_level, dim=1)))]
+        cand = 0
+        for s in scores.split(priors.num_per_level, dim=1):
+            flat = s.reshape(batch, -1)
+            cand += int((flat.topk(min(af.cfg.head.topk, flat.shape[1]), dim=1).values > af.cfg.head.score_thresh).sum())
     return {
         "case": f"infer {size}px b{batch}", "kind": "inference", "size": size, "batch": batch,
         "torchvision": summarize(times["torchvision"]), "exact": summarize(times["exact"]),
         "fast": summarize(times["fast"]),
         "detections_per_image": {k: statistics.mean(v) for k, v in counts.items()},
-        "pre_nms_candidates_per_image": cand[0] / batch,
+        "pre_nms_candidates_per_image": cand / batch, "background_cores": background,
     }
 
 
@@ -238,7 +294,7 @@ def bench_training(tv_eval, af_eval, size: int, batch: int, args) -> dict:
         loss = sum(tv(tv_images, [dict(t) for t in targets]).values())
         loss.backward()
         opt["torchvision"].step()
-        losses["torchvision"] = float(loss)
+        losses.setdefault("torchvision", loss.item())
 
     def af_step(model, name, fast):
         opt[name].zero_grad(set_to_none=True)
@@ -246,15 +302,16 @@ def bench_training(tv_eval, af_eval, size: int, batch: int, args) -> dict:
             loss = sum(model.loss(af_batch).values())
         loss.backward()
         opt[name].step()
-        losses[name] = float(loss)
+        losses.setdefault(name, loss.item())
 
-    times = run_interleaved({"torchvision": tv_fn, "exact": lambda: af_step(af_exact, "exact", False),
-                             "fast": lambda: af_step(af_fast, "fast", True)},
-                            args.warmup, args.min_repeats, args.train_repeats, args.budget)
+    wait_for_idle(args.wait_idle)
+    times, background = run_interleaved({"torchvision": tv_fn, "exact": lambda: af_step(af_exact, "exact", False),
+                                         "fast": lambda: af_step(af_fast, "fast", True)},
+                                        args.warmup, args.min_repeats, args.train_repeats, args.budget)
     return {
         "case": f"train {size}px b{batch}", "kind": "training", "size": size, "batch": batch,
         "torchvision": summarize(times["torchvision"]), "exact": summarize(times["exact"]),
-        "fast": summarize(times["fast"]), "last_loss": losses,
+        "fast": summarize(times["fast"]), "first_loss": losses, "background_cores": background,
     }
 
 
@@ -365,6 +422,8 @@ def run_profile(tv, af, args) -> dict:
     size, batch = args.profile_size, 1
     images = random_images(batch, size, seed=size * 100 + batch)
     reps = args.profile_repeats
+    wait_for_idle(args.wait_idle)
+    mon = CpuMonitor().start()
     print(f"\n== profile: {size} px, batch {batch} (median of {reps} per stage; each stage timed on its own) ==")
     variants = {
         "exact (CL fp32)": profile_anchorfree(af, images, True, False, reps),
@@ -411,7 +470,9 @@ def run_profile(tv, af, args) -> dict:
             for r in rows:
                 print(f"  {r['op']:42s}{r['self_ms']:10.1f} ms {r['pct']:5.1f}%  x{r['calls']}")
         af.set_channels_last(True)
-    return {"size": size, "batch": batch, "anchorfree_stages_s": variants, "torchvision_stages_s": tvp, "top_ops": ops}
+    background = mon.stop()
+    print(f"\n(profile ran with a background load of {'?' if background is None else f'{background:.2f}'} cores)")
+    return {"size": size, "batch": batch, "background_cores": background, "anchorfree_stages_s": variants, "torchvision_stages_s": tvp, "top_ops": ops}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -431,7 +492,7 @@ def environment() -> dict:
 
 def print_table(rows: list[dict]) -> None:
     head = f"{'case':18s} | {'torchvision s':>13s} | {'anchorfree exact s':>18s} | {'ratio':>6s} | " \
-           f"{'anchorfree fast s':>17s} | {'ratio':>6s} | {'dets/img tv/af':>14s}"
+           f"{'anchorfree fast s':>17s} | {'ratio':>6s} | {'dets/img tv/af':>14s} | {'bg load':>7s}"
     print(head)
     print("-" * len(head))
     for r in rows:
@@ -440,7 +501,15 @@ def print_table(rows: list[dict]) -> None:
         if "detections_per_image" in r:
             d = r["detections_per_image"]
             dets = f"{d['tv']:.0f}/{d['exact']:.0f}"
-        print(f"{r['case']:18s} | {tv:13.3f} | {ex:18.3f} | {tv / ex:5.2f}x | {fa:17.3f} | {tv / fa:5.2f}x | {dets:>14s}")
+        bg = r.get("background_cores")
+        bg = "?" if bg is None else f"{bg:.2f}"
+        print(f"{r['case']:18s} | {tv:13.3f} | {ex:18.3f} | {tv / ex:5.2f}x | {fa:17.3f} | {tv / fa:5.2f}x | "
+              f"{dets:>14s} | {bg:>7s}")
+    print("best-of-repeats ratios (less sensitive to background load): " + "; ".join(
+        f"{r['case']}: exact {r['torchvision']['min_s'] / r['exact']['min_s']:.2f}x, "
+        f"fast {r['torchvision']['min_s'] / r['fast']['min_s']:.2f}x" for r in rows))
+    print("times: median of the repeats. bg load: cores used by other processes meanwhile (of "
+          f"{os.cpu_count()}).")
     print("ratio = torchvision / anchorfree (> 1: anchorfree faster). exact = channels_last fp32; "
           "fast = channels_last + anchorfree.runtime.autocast" + (" (bf16)" if mixed_precision_available(DEVICE)
                                                                    else " (no-op: no native bf16 on this CPU)"))
@@ -460,8 +529,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--score-thresh", type=float, default=0.2)
     p.add_argument("--candidates", type=int, default=1000,
                    help="pre-NMS (point, class) pairs above the threshold per image; 0: parity-test spread")
+    p.add_argument("--wait-idle", type=float, default=0.0, metavar="S",
+                   help="before each case wait up to S seconds for other processes to go idle (shared machines)")
     p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: leave default)")
-    p.add_argument("--quick", action="store_true", help="640 px, batch 1, train batch 2, 1 warm-up, 3 repeats")
+    p.add_argument("--quick", action="store_true",
+                   help="640 px, batch 1, train batch 2, 1 warm-up, 3 (inference) / 2 (training) repeats")
     p.add_argument("--no-infer", action="store_true")
     p.add_argument("--profile", action="store_true", help="also print the per-stage / per-op breakdown")
     p.add_argument("--profile-only", action="store_true", help="only the profile")
@@ -474,7 +546,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     if args.quick:
         args.sizes, args.batches, args.train_batches = [640], [1], [2]
-        args.warmup, args.repeats, args.train_repeats, args.min_repeats = 1, 3, 3, 3
+        args.warmup, args.repeats, args.train_repeats, args.min_repeats = 1, 3, 2, 2
     if args.profile_only:
         args.profile, args.no_infer, args.train_batches = True, True, []
     for s in args.sizes + [args.train_size, args.profile_size]:
@@ -511,8 +583,8 @@ def main(argv: list[str] | None = None) -> int:
                                                           for r in infer))
         train = [r for r in results["rows"] if r["kind"] == "training"]
         if train:
-            print("last training loss: " + "; ".join(
-                f"{r['case']}: " + ", ".join(f"{k} {v:.3f}" for k, v in r["last_loss"].items()) for r in train))
+            print("first-step loss (same weights; fast is bf16): " + "; ".join(
+                f"{r['case']}: " + ", ".join(f"{k} {v:.4f}" for k, v in r["first_loss"].items()) for r in train))
     if args.profile:
         results["profile"] = run_profile(tv, af, args)
     results["env"]["loadavg_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None

@@ -86,8 +86,17 @@ def setup_logging(run: Path) -> None:
     log.addHandler(handler)
 
 
+def resume_config(run: str | Path) -> Config:
+    """The config saved in ``run/last.pt`` (the starting point for ``--resume``)."""
+    return checkpoint_config(read_checkpoint(Path(run) / "last.pt"))
+
+
 class Trainer:
-    """Train ``cfg`` on ``data`` into run folder ``out``. ``resume`` continues from ``out/last.pt``."""
+    """Train ``cfg`` on ``data`` into run folder ``out``.
+
+    ``resume`` continues from ``out/last.pt``; pass the run's own config then (see
+    :func:`resume_config`), changed only where intended (e.g. more epochs).
+    """
 
     def __init__(self, cfg: Config, data: DataSpec, out: str | Path, resume: bool = False,
                  progress: bool = True) -> None:
@@ -95,10 +104,7 @@ class Trainer:
         self.progress = progress
         self.resume_state = None
         if resume:
-            ckpt = read_checkpoint(self.run / "last.pt")
-            saved = checkpoint_config(ckpt)
-            saved.train.epochs = cfg.train.epochs if cfg.train.epochs != saved.train.epochs else saved.train.epochs
-            cfg, self.resume_state = saved, ckpt
+            self.resume_state = read_checkpoint(self.run / "last.pt")
         elif (self.run / "last.pt").exists():
             raise ConfigError(f"{self.run} already holds a run (last.pt); pass --resume to continue it "
                               "or choose another --out folder")
