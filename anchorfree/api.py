@@ -20,7 +20,6 @@ from .data import build_transforms, collate, load_image
 from .engine.checkpoint import load_detector
 from .errors import AnchorfreeError
 from .runtime import autocast, mixed_precision_available, select_device
-from .structures import Detections
 
 ImageLike = Union[str, Path, Image.Image, np.ndarray, Tensor]
 
@@ -118,14 +117,18 @@ class Model:
             samples.append((resized, {"boxes": empty, "labels": torch.zeros(0, dtype=torch.long), "image_id": -1,
                                       "orig_size": torch.tensor(image.shape[-2:]), "scale": scale}))
         batch = collate(samples, self.config.model.input.size_divisor).to(self.device)
-        with autocast(self.device, enabled=self.fast):
-            dets = self.detector.predict(batch)
+        head_cfg = self.detector.head.cfg
+        default_thresh = head_cfg.score_thresh
+        if score_thresh is not None:
+            head_cfg.score_thresh = score_thresh
+        try:
+            with autocast(self.device, enabled=self.fast):
+                dets = self.detector.predict(batch)
+        finally:
+            head_cfg.score_thresh = default_thresh
         out = []
         for det in dets:
             det = det.to("cpu")
-            if score_thresh is not None:
-                keep = det.scores >= score_thresh
-                det = Detections(det.boxes[keep], det.scores[keep], det.labels[keep])
             out.append(Prediction(det.boxes.float(), det.scores.float(), det.labels, self.class_names,
                                   self.label_to_cat_id))
         return out

@@ -16,6 +16,8 @@ _PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#
 
 def draw_detections(image: Tensor, det: Detections, class_names: list[str] | None = None) -> Tensor:
     """``uint8 [3, H, W]`` image with boxes, class names and scores drawn."""
+    if len(det) == 0:
+        return image
     names = [(class_names[int(label)] if class_names else str(int(label))) for label in det.labels]
     captions = [f"{name} {float(score):.2f}" for name, score in zip(names, det.scores)]
     colors = [_PALETTE[int(label) % len(_PALETTE)] for label in det.labels]

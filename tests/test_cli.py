@@ -1,0 +1,102 @@
+"""The command line: every command end to end on tiny data, and bad input giving clear messages."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from anchorfree.cli import main
+from anchorfree.config import save_config
+
+from conftest import micro_config
+
+
+@pytest.fixture(scope="module")
+def trained_run(small_synth, tmp_path_factory):
+    """A run trained for one epoch through the CLI from a YAML config with overrides."""
+    root = tmp_path_factory.mktemp("cli")
+    config = root / "micro.yaml"
+    save_config(micro_config(), config)
+    run = root / "run"
+    rc = main(["train", str(config), "--data", str(small_synth), "--out", str(run), "--no-progress",
+               "train.epochs=1", "eval_interval=1"])
+    assert rc == 0
+    return run
+
+
+def test_train_eval_predict(trained_run, small_synth, tmp_path, capsys):
+    assert (trained_run / "best.pt").is_file()
+    assert "epochs: 1" in (trained_run / "config.yaml").read_text()
+    assert main(["eval", str(trained_run), "--data", str(small_synth), "--workers", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "AP50" in out and "circle" in out
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    assert len(metrics["metrics"]) == 12
+
+    pred_dir = tmp_path / "pred"
+    assert main(["predict", str(trained_run / "best.pt"), str(small_synth / "val" / "images"), "--limit", "3",
+                 "--out", str(pred_dir), "--score-thresh", "0.0", "--fast", "off"]) == 0
+    drawn = sorted(p.name for p in pred_dir.glob("*.jpg"))
+    assert len(drawn) == 3
+    results = json.loads((pred_dir / "results.json").read_text())
+    assert results and {"image_id", "category_id", "bbox", "score"} <= set(results[0])
+    assert {r["category_id"] for r in results} <= {1, 2, 3, 5, 7}  # mapped back to the dataset's ids
+
+
+def test_models_lists_presets(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "fcos_r50_fpn " in out and "fcos_r18_fpn_tiny" in out
+
+
+def _error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err
+    return err
+
+
+def test_bad_override_and_preset(small_synth, tmp_path, capsys):
+    assert main(["train", "fcos_r18_fpn_tiny", "--data", str(small_synth), "--out", str(tmp_path / "r"),
+                 "train.lrr=0.1"]) == 2
+    assert "Did you mean: lr" in _error(capsys)
+    assert main(["train", "fcos_r18_fpn_tinyy", "--data", str(small_synth), "--out", str(tmp_path / "r")]) == 2
+    assert "fcos_r18_fpn_tiny" in _error(capsys)
+
+
+def test_missing_checkpoint_and_missing_images(tmp_path, small_synth, capsys):
+    assert main(["eval", str(tmp_path / "nope.pt"), "--data", str(small_synth)]) == 2
+    assert "nope.pt" in _error(capsys)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (tmp_path / "ck.pt").write_bytes(b"")
+    assert main(["predict", str(tmp_path / "ck.pt"), str(empty), "--out", str(tmp_path / "o")]) == 2
+    assert "ck.pt" in _error(capsys)
+
+
+def test_corrupt_image_during_training_names_the_file(small_synth, tmp_path, capsys):
+    data = tmp_path / "data"
+    shutil.copytree(small_synth, data)
+    victim = sorted((data / "train" / "images").iterdir())[5]
+    victim.write_bytes(b"\xff\xd8 this is not a jpeg")
+    config = tmp_path / "micro.yaml"
+    save_config(micro_config(), config)
+    for workers in ("0", "1"):
+        rc = main(["train", str(config), "--data", str(data), "--out", str(tmp_path / f"run{workers}"),
+                   "--no-progress", f"train.workers={workers}"])
+        assert rc == 2
+        err = _error(capsys)
+        assert victim.name in err and "corrupt" in err
+
+
+def test_eval_on_dataset_with_other_classes(trained_run, tmp_path, capsys):
+    data = tmp_path / "data"
+    from anchorfree.data import generate_synthetic_dataset
+
+    generate_synthetic_dataset(data, num_train=2, num_val=2, image_size=(64, 64))
+    val = json.loads((data / "val" / "annotations.json").read_text())
+    val["categories"] = val["categories"][:3]
+    val["annotations"] = [a for a in val["annotations"] if a["category_id"] in {c["id"] for c in val["categories"]}]
+    (data / "val" / "annotations.json").write_text(json.dumps(val))
+    assert main(["eval", str(trained_run), "--data", str(data)]) == 2
+    assert "3 categories" in _error(capsys)
