@@ -41,3 +41,34 @@ def clip_boxes(boxes: Tensor, image_sizes: Tensor) -> Tensor:
     hw = image_sizes.to(boxes.dtype)
     upper = torch.stack((hw[:, 1], hw[:, 0], hw[:, 1], hw[:, 0]), dim=-1)[:, None, :]
     return torch.minimum(boxes.clamp(min=0), upper)
+
+
+def encode_deltas(anchors: Tensor, boxes: Tensor, means: Tensor | None = None, stds: Tensor | None = None) -> Tensor:
+    """``(dx, dy, dw, dh)`` of ``boxes`` w.r.t. ``anchors`` (R-CNN parameterisation, Girshick 2015),
+    normalised as ``(delta - means) / stds``."""
+    aw, ah = anchors[..., 2] - anchors[..., 0], anchors[..., 3] - anchors[..., 1]
+    ax, ay = anchors[..., 0] + 0.5 * aw, anchors[..., 1] + 0.5 * ah
+    bw, bh = boxes[..., 2] - boxes[..., 0], boxes[..., 3] - boxes[..., 1]
+    bx, by = boxes[..., 0] + 0.5 * bw, boxes[..., 1] + 0.5 * bh
+    deltas = torch.stack(((bx - ax) / aw, (by - ay) / ah, torch.log(bw / aw), torch.log(bh / ah)), dim=-1)
+    if means is not None:
+        deltas = deltas - means
+    if stds is not None:
+        deltas = deltas / stds
+    return deltas
+
+
+def decode_deltas(anchors: Tensor, deltas: Tensor, means: Tensor | None = None, stds: Tensor | None = None,
+                  clip: float = 4.135166556742356) -> Tensor:
+    """Inverse of :func:`encode_deltas`; ``dw, dh`` are clamped at ``clip`` (default log(1000/16))."""
+    if stds is not None:
+        deltas = deltas * stds
+    if means is not None:
+        deltas = deltas + means
+    aw, ah = anchors[..., 2] - anchors[..., 0], anchors[..., 3] - anchors[..., 1]
+    ax, ay = anchors[..., 0] + 0.5 * aw, anchors[..., 1] + 0.5 * ah
+    dx, dy = deltas[..., 0], deltas[..., 1]
+    dw, dh = deltas[..., 2].clamp(max=clip), deltas[..., 3].clamp(max=clip)
+    cx, cy = dx * aw + ax, dy * ah + ay
+    w, h = torch.exp(dw) * aw, torch.exp(dh) * ah
+    return torch.stack((cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h), dim=-1)

@@ -91,6 +91,31 @@ class HeadConfig:
     bbox_weight: float = 1.0
     bbox_weighting: str = "centerness"  # centerness: weight by center-ness targets (mmdet) | none (torchvision)
     centerness_weight: float = 1.0
+    # anchors (RetinaNet, ATSS): per level sizes stride * octave_base_scale * 2**(i / scales_per_octave)
+    octave_base_scale: float = 4.0
+    scales_per_octave: int = 3
+    anchor_ratios: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])  # h / w
+    anchor_sizes: list[list[float]] = field(default_factory=list)  # explicit sizes per level (torchvision)
+    round_anchors: bool = False  # round anchor half-sizes (torchvision's AnchorGenerator)
+    # max-IoU assignment (RetinaNet, Sec. 4)
+    pos_iou_thr: float = 0.5
+    neg_iou_thr: float = 0.4
+    low_quality_matches: str = "gt"  # gt: a box's best anchors go to it (mmdet) | argmax: they keep their
+    #                                  own best box (torchvision) | none
+    # box deltas (RetinaNet, ATSS): ((dx, dy, dw, dh) - means) / stds, dw/dh clipped at decode
+    delta_means: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0, 0.0])
+    delta_stds: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0, 1.0])
+    delta_clip: float = 4.135166556742356  # log(1000 / 16)
+    box_loss: str = "l1"  # l1 | smooth_l1 | giou (RetinaNet)
+    smooth_l1_beta: float = 0.11
+    # ATSS (Zhang et al. 2020)
+    atss_topk: int = 9
+    # GFL (Li et al. 2020) and GFLv2 (Li et al. 2021)
+    reg_max: int = 16
+    qfl_beta: float = 2.0
+    dfl_weight: float = 0.25
+    dgqp_topk: int = 4
+    dgqp_channels: int = 64
     # inference
     score_mode: str = "mul"  # mul: cls * ctr | sqrt: sqrt(cls * ctr) (torchvision)
     score_thresh: float = 0.05

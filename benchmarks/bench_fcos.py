@@ -42,16 +42,18 @@ import sys
 import time
 from typing import Callable
 
-import torch
-import torchvision
-from torchvision.models.detection import fcos_resnet50_fpn
+os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # keep torch.profiler's log lines out of the report
 
-import anchorfree
-from anchorfree.interop.torchvision import load_torchvision_fcos
-from anchorfree.models.postprocess import batched_nms_all, select_detections
-from anchorfree.presets import fcos_r50_fpn_torchvision
-from anchorfree.runtime import autocast, cpu_supports_bf16, mixed_precision_available
-from anchorfree.structures import Batch
+import torch  # noqa: E402
+import torchvision  # noqa: E402
+from torchvision.models.detection import fcos_resnet50_fpn  # noqa: E402
+
+import anchorfree  # noqa: E402
+from anchorfree.interop.torchvision import load_torchvision_fcos  # noqa: E402
+from anchorfree.models.postprocess import batched_nms_all, select_detections  # noqa: E402
+from anchorfree.presets import fcos_r50_fpn_torchvision  # noqa: E402
+from anchorfree.runtime import autocast, cpu_supports_bf16, mixed_precision_available  # noqa: E402
+from anchorfree.structures import Batch  # noqa: E402
 
 NUM_CLASSES = 91  # torchvision's COCO head
 DEVICE = torch.device("cpu")
