@@ -107,6 +107,8 @@ class HeadConfig:
     delta_stds: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0, 1.0])
     delta_clip: float = 4.135166556742356  # log(1000 / 16)
     box_loss: str = "l1"  # l1 | smooth_l1 | giou (RetinaNet)
+    loss_normalizer: str = "batch"  # batch: sums / positives of the batch (mmdet) | image: per image, then
+    #                                 the mean over images (torchvision RetinaNet)
     smooth_l1_beta: float = 0.11
     # ATSS (Zhang et al. 2020)
     atss_topk: int = 9
