@@ -12,12 +12,16 @@ from torch import nn, Tensor
 from ..config import ModelConfig
 from ..errors import ConfigError
 from ..structures import Batch, Detections
+from .atss import ATSSHead
 from .backbone import build_backbone
 from .dense_head import DenseHead
 from .fcos import FCOSHead
 from .fpn import FPN
+from .gfl import GFLHead, GFLv2Head
+from .retinanet import RetinaNetHead
 
-HEADS: dict[str, type[DenseHead]] = {"fcos": FCOSHead}
+HEADS: dict[str, type[DenseHead]] = {"fcos": FCOSHead, "retinanet": RetinaNetHead, "atss": ATSSHead, "gfl": GFLHead,
+                                     "gflv2": GFLv2Head}
 
 
 class Detector(nn.Module):
