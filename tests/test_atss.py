@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from anchorfree.config import HeadConfig
-from anchorfree.models.atss import ATSSHead, anchor_priors, atss_assign, level_anchor_shapes
+from anchorfree.models.atss import ATSSHead, atss_assign
+from anchorfree.models.priors import anchor_priors, level_anchor_shapes
 from anchorfree.models.dense_head import pad_targets
 from anchorfree.models.priors import Priors, grid_priors
 from anchorfree.presets import get_preset

@@ -13,6 +13,7 @@ from anchorfree.config import HeadConfig
 from anchorfree.errors import CheckpointError, ConfigError
 from anchorfree.interop.torchvision import convert_torchvision_retinanet
 from anchorfree.models.detector import Detector
+from anchorfree.models.priors import level_anchor_shapes
 from anchorfree.models.retinanet import RetinaNetHead, anchor_gt_ious, max_iou_assign
 from anchorfree.presets import get_preset, retinanet_r50_fpn, retinanet_r50_fpn_torchvision
 from anchorfree.structures import Batch
@@ -42,7 +43,7 @@ def assign(ious, valid=None, rule="none", pos=0.5, neg=0.4):
 def test_octave_anchor_shapes_hand_values():
     # stride 8, octave base 4, scales 2**(0, 1/3, 2/3): sizes 32, 40.3175, 50.7968; w = s / sqrt(r),
     # h = s * sqrt(r) for r = h / w in (.5, 1, 2), ratio-major
-    shapes = RetinaNetHead.build_anchor_shapes(retinanet_r50_fpn().model.head)
+    shapes = level_anchor_shapes(retinanet_r50_fpn().model.head)
     assert [len(s) for s in shapes] == [9] * 5
     s8 = shapes[0]
     widths, heights = (s8[:, 2] - s8[:, 0]).tolist(), (s8[:, 3] - s8[:, 1]).tolist()

@@ -17,36 +17,17 @@ Reference setting (mmdetection ``atss_r50_fpn_1x_coco``, 39.4 AP): one square an
 by their sum (at least 1, as mmdetection); center-ness BCE / #pos. Inference: ``score = cls * ctr``,
 threshold 0.05, 1000 candidates per level, NMS 0.6, 100 detections.
 
-The assignment (:func:`atss_assign`) and the anchors (:func:`anchor_priors`) are shared with GFL.
+The assignment (:func:`atss_assign`) is shared with GFL; the head is FCOS's on anchors.
 """
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
-from torch import nn, Tensor
+from torch import Tensor
 
-from ..boxes import aligned_iou, bbox2distance, centerness_target, decode_deltas
+from ..boxes import aligned_iou, bbox2distance, decode_deltas
 from ..config import HeadConfig
-from ..errors import ConfigError
-from ..losses import box_iou_loss, num_positives, reduce_mean, sigmoid_focal_loss
-from .dense_head import DenseHead, Scale, flatten_levels, output_conv, pad_targets
-from .priors import Priors, anchor_shapes, anchors_from_priors, repeat_priors
-
-
-def level_anchor_shapes(cfg: HeadConfig) -> list[Tensor]:
-    """Per level ``[A, 4]`` zero-centred anchors: base size = stride, scales
-    ``octave_base_scale * 2**(i / scales_per_octave)``, ratios ``anchor_ratios`` (mmdetection's
-    ``AnchorGenerator``). ATSS/GFL: ``8 * stride`` squares, ``A = 1``."""
-    scales = [cfg.octave_base_scale * 2 ** (i / cfg.scales_per_octave) for i in range(cfg.scales_per_octave)]
-    return [anchor_shapes(float(s), scales, list(cfg.anchor_ratios)) for s in cfg.strides]
-
-
-def anchor_priors(points: Priors, shapes_per_level: list[Tensor]) -> Priors:
-    """Grid points → one prior per anchor (ordered location, then anchor) with ``anchors [N, 4]``.
-    Every anchor is centred on its point, so ``priors.points`` are the anchor centers."""
-    priors = repeat_priors(points, len(shapes_per_level[0]))
-    priors.anchors = anchors_from_priors(points, shapes_per_level)
-    return priors
+from .fcos import FCOSHead
+from .priors import Priors, anchor_priors, level_anchor_shapes
 
 
 def atss_assign(priors: Priors, gt_boxes: Tensor, gt_valid: Tensor, topk: int = 9,
@@ -89,93 +70,25 @@ def atss_assign(priors: Priors, gt_boxes: Tensor, gt_valid: Tensor, topk: int = 
     return torch.where(torch.isinf(best), torch.full_like(matched, -1), matched)
 
 
-def matched_targets(matched: Tensor, gt_boxes: Tensor, gt_labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """``matched [B, N]`` → positives mask ``[B, N]``, labels ``[B, N]`` and boxes ``[B, N, 4]``
-    of the matched boxes (values at background priors are those of box 0; mask them)."""
-    safe = matched.clamp(min=0)
-    labels = torch.gather(gt_labels, 1, safe)
-    boxes = torch.gather(gt_boxes, 1, safe[..., None].expand(-1, -1, 4))
-    return matched >= 0, labels, boxes
+class ATSSHead(FCOSHead):
+    """FCOS's head (towers, Scale per level, center-ness, losses) on anchors: A·4 box deltas around
+    ``8 * stride`` squares, assigned by :func:`atss_assign`."""
 
-
-def one_hot_targets(pos: Tensor, labels: Tensor, num_classes: int, values: Tensor | float = 1.0) -> Tensor:
-    """``[B, N, C]`` zeros with ``values`` (one per positive, row-major) at each positive's class."""
-    target = torch.zeros(*pos.shape, num_classes, device=pos.device)
-    image, prior = pos.nonzero(as_tuple=True)
-    target[image, prior, labels[image, prior]] = values
-    return target
-
-
-class ATSSHead(DenseHead):
-    """Classification tower → A·C logits; regression tower → A·4 box deltas and A center-ness logits."""
+    centerness_norm_min = 1.0  # mmdetection's ATSSHead clamps the center-ness sum at 1
 
     def __init__(self, cfg: HeadConfig, in_channels: int, num_classes: int) -> None:
-        super().__init__(cfg, in_channels, num_classes)
-        if cfg.score_mode not in ("mul", "sqrt"):
-            raise ConfigError(f"head.score_mode must be mul or sqrt, got '{cfg.score_mode}'")
-        self.anchor_shapes = level_anchor_shapes(cfg)
-        self.num_anchors = a = len(self.anchor_shapes[0])
-        c = cfg.feat_channels
-        self.cls_logits = output_conv(c, a * num_classes, bias_prior=cfg.prior_prob)
-        self.bbox_pred = output_conv(c, a * 4)
-        self.centerness = output_conv(c, a)
-        self.scales = nn.ModuleList(Scale(1.0) for _ in self.strides) if cfg.scale_per_level else None
+        shapes = level_anchor_shapes(cfg)
+        super().__init__(cfg, in_channels, num_classes, num_anchors=len(shapes[0]))
+        self.anchor_shapes = shapes
         self.register_buffer("delta_means", torch.tensor(cfg.delta_means, dtype=torch.float32), persistent=False)
         self.register_buffer("delta_stds", torch.tensor(cfg.delta_stds, dtype=torch.float32), persistent=False)
-
-    def forward_level(self, x: Tensor, level: int) -> dict[str, Tensor]:
-        cls_feat, reg_feat = self.cls_tower(x), self.reg_tower(x)
-        reg = self.bbox_pred(reg_feat)
-        if self.scales is not None:
-            reg = self.scales[level](reg)
-        ctr = self.centerness(reg_feat if self.cfg.centerness_on_reg else cls_feat)
-        return {"cls": self.cls_logits(cls_feat), "reg": reg, "ctr": ctr}
 
     def priors(self, outputs: dict[str, list[Tensor]]) -> Priors:
         return anchor_priors(super().priors(outputs), self.anchor_shapes)
 
+    def assign(self, priors: Priors, gt_boxes: Tensor, gt_valid: Tensor) -> Tensor:
+        return atss_assign(priors, gt_boxes, gt_valid, self.cfg.atss_topk)
+
     def decode_boxes(self, reg: Tensor, priors: Priors) -> Tensor:
         """Flattened deltas ``[B, N, 4]`` → boxes around the anchors (``dw, dh`` clipped at ``delta_clip``)."""
         return decode_deltas(priors.anchors[None], reg, self.delta_means, self.delta_stds, clip=self.cfg.delta_clip)
-
-    def scores_and_boxes(self, outputs: dict[str, list[Tensor]], priors: Priors) -> tuple[Tensor, Tensor]:
-        cls = flatten_levels(outputs["cls"], self.num_classes).sigmoid()
-        scores = cls * flatten_levels(outputs["ctr"], 1).sigmoid()
-        if self.cfg.score_mode == "sqrt":
-            scores = scores.sqrt()
-        return scores, self.decode_boxes(flatten_levels(outputs["reg"], 4), priors)
-
-    def loss(self, outputs: dict[str, list[Tensor]], targets: list[dict[str, Tensor]],
-             image_sizes: Tensor) -> dict[str, Tensor]:
-        cfg = self.cfg
-        outputs = {k: [m.float() for m in v] for k, v in outputs.items()}
-        priors = self.priors(outputs)
-        cls = flatten_levels(outputs["cls"], self.num_classes)  # [B, N, C]
-        reg = flatten_levels(outputs["reg"], 4)
-        ctr = flatten_levels(outputs["ctr"], 1)[..., 0]
-        gt_boxes, gt_labels, gt_valid = pad_targets(targets, cls.device)
-
-        matched = atss_assign(priors, gt_boxes, gt_valid, cfg.atss_topk)
-        pos, labels, box_targets = matched_targets(matched, gt_boxes, gt_labels)
-        num_pos = num_positives(pos)
-        cls_target = one_hot_targets(pos, labels, self.num_classes)
-        loss_cls = sigmoid_focal_loss(cls, cls_target, cfg.focal_alpha, cfg.focal_gamma, reduction="sum") / num_pos
-
-        # boxes: GIoU on decoded boxes; center-ness of the anchor center w.r.t. its box (FCOS Eq. 3)
-        box_target = box_targets[pos]
-        pred_boxes = self.decode_boxes(reg, priors)[pos]
-        pos_centers = priors.points[None].expand(len(targets), -1, -1)[pos]
-        ctr_target = centerness_target(bbox2distance(pos_centers, box_target))
-        box_loss = box_iou_loss(pred_boxes, box_target, cfg.iou_loss)
-        if cfg.bbox_weighting == "centerness":
-            loss_bbox = (box_loss * ctr_target).sum() / reduce_mean(ctr_target.sum()).clamp(min=1.0)
-        elif cfg.bbox_weighting == "none":
-            loss_bbox = box_loss.sum() / num_pos
-        else:
-            raise ConfigError(f"head.bbox_weighting must be centerness or none, got '{cfg.bbox_weighting}'")
-        loss_ctr = F.binary_cross_entropy_with_logits(ctr[pos], ctr_target, reduction="sum") / num_pos
-        return {
-            "loss_cls": cfg.cls_weight * loss_cls,
-            "loss_bbox": cfg.bbox_weight * loss_bbox,
-            "loss_ctr": cfg.centerness_weight * loss_ctr,
-        }

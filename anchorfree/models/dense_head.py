@@ -126,3 +126,20 @@ def pad_targets(targets: list[dict[str, Tensor]], device: torch.device) -> tuple
         boxes[i, :n] = t["boxes"].to(device, torch.float32)
         labels[i, :n] = t["labels"].to(device)
     return boxes, labels, labels >= 0
+
+
+def matched_targets(matched: Tensor, gt_boxes: Tensor, gt_labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``matched [B, N]`` (box index, negative for none) → positives mask ``[B, N]``, labels ``[B, N]``
+    and boxes ``[B, N, 4]`` of the matched boxes (values at non-positives are those of box 0)."""
+    safe = matched.clamp(min=0)
+    labels = torch.gather(gt_labels, 1, safe)
+    boxes = torch.gather(gt_boxes, 1, safe[..., None].expand(-1, -1, 4))
+    return matched >= 0, labels, boxes
+
+
+def one_hot_targets(pos: Tensor, labels: Tensor, num_classes: int, values: Tensor | float = 1.0) -> Tensor:
+    """``[B, N, C]`` zeros with ``values`` (one per positive, row-major) at each positive's class."""
+    target = torch.zeros(*pos.shape, num_classes, device=pos.device)
+    image, prior = pos.nonzero(as_tuple=True)
+    target[image, prior, labels[image, prior]] = values
+    return target

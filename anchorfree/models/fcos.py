@@ -20,7 +20,8 @@ from ..boxes import bbox2distance, centerness_target, distance2bbox
 from ..config import HeadConfig
 from ..errors import ConfigError
 from ..losses import box_iou_loss, num_positives, reduce_mean, sigmoid_focal_loss
-from .dense_head import DenseHead, Scale, flatten_levels, output_conv, pad_targets
+from .dense_head import (DenseHead, Scale, flatten_levels, matched_targets, one_hot_targets, output_conv,
+                         pad_targets)
 from .priors import Priors
 
 
@@ -67,20 +68,20 @@ def fcos_assign(
 class FCOSHead(DenseHead):
     """Classification tower → C logits; regression tower → 4 distances and 1 center-ness logit."""
 
-    def __init__(self, cfg: HeadConfig, in_channels: int, num_classes: int) -> None:
+    centerness_norm_min = 1e-6  # lower bound of the center-ness sum that normalises the box loss (mmdet)
+
+    def __init__(self, cfg: HeadConfig, in_channels: int, num_classes: int, num_anchors: int = 1) -> None:
         super().__init__(cfg, in_channels, num_classes)
         if cfg.bbox_activation not in ("relu", "exp"):
             raise ConfigError(f"head.bbox_activation must be relu or exp, got '{cfg.bbox_activation}'")
         if cfg.score_mode not in ("mul", "sqrt"):
             raise ConfigError(f"head.score_mode must be mul or sqrt, got '{cfg.score_mode}'")
-        if len(cfg.regress_ranges) != len(cfg.strides):
-            raise ConfigError("head.regress_ranges needs one [lo, hi] pair per stride in head.strides")
-        c = cfg.feat_channels
-        self.cls_logits = output_conv(c, num_classes, bias_prior=cfg.prior_prob)
-        self.bbox_pred = output_conv(c, 4)
-        self.centerness = output_conv(c, 1)
+        c, a = cfg.feat_channels, num_anchors
+        self.num_anchors = a
+        self.cls_logits = output_conv(c, a * num_classes, bias_prior=cfg.prior_prob)
+        self.bbox_pred = output_conv(c, a * 4)
+        self.centerness = output_conv(c, a)
         self.scales = nn.ModuleList(Scale(1.0) for _ in self.strides) if cfg.scale_per_level else None
-        self.register_buffer("regress_ranges", torch.tensor(cfg.regress_ranges, dtype=torch.float32), persistent=False)
 
     def forward_level(self, x: Tensor, level: int) -> dict[str, Tensor]:
         cls_feat, reg_feat = self.cls_tower(x), self.reg_tower(x)
@@ -89,6 +90,15 @@ class FCOSHead(DenseHead):
             reg = self.scales[level](reg)
         ctr = self.centerness(reg_feat if self.cfg.centerness_on_reg else cls_feat)
         return {"cls": self.cls_logits(cls_feat), "reg": reg, "ctr": ctr}
+
+    def assign(self, priors: Priors, gt_boxes: Tensor, gt_valid: Tensor) -> Tensor:
+        """``[B, N]`` matched box per prior (-1: background), see :func:`fcos_assign`."""
+        cfg = self.cfg
+        if len(cfg.regress_ranges) != len(self.strides):
+            raise ConfigError("head.regress_ranges needs one [lo, hi] pair per stride in head.strides")
+        ranges = torch.tensor(cfg.regress_ranges, dtype=torch.float32, device=gt_boxes.device)
+        return fcos_assign(priors, gt_boxes, gt_valid, ranges, cfg.center_sampling_radius,
+                           closed_ranges=cfg.range_bounds == "closed")
 
     def decode_boxes(self, reg: Tensor, priors: Priors) -> Tensor:
         """Flattened raw regression ``[B, N, 4]`` → boxes: ``act(reg) * (stride if norm_on_bbox)``."""
@@ -115,23 +125,19 @@ class FCOSHead(DenseHead):
         ctr = flatten_levels(outputs["ctr"], 1)[..., 0]
         gt_boxes, gt_labels, gt_valid = pad_targets(targets, cls.device)
 
-        matched = fcos_assign(priors, gt_boxes, gt_valid, self.regress_ranges, cfg.center_sampling_radius,
-                              closed_ranges=cfg.range_bounds == "closed")
-        pos = matched >= 0
-        safe = matched.clamp(min=0)
-        labels = torch.gather(gt_labels, 1, safe)
-        cls_target = torch.zeros_like(cls)
-        cls_target[pos, labels[pos]] = 1.0
+        pos, labels, box_targets = matched_targets(self.assign(priors, gt_boxes, gt_valid), gt_boxes, gt_labels)
         num_pos = num_positives(pos)
+        cls_target = one_hot_targets(pos, labels, self.num_classes)
         loss_cls = sigmoid_focal_loss(cls, cls_target, cfg.focal_alpha, cfg.focal_gamma, reduction="sum") / num_pos
 
-        box_target = torch.gather(gt_boxes, 1, safe[..., None].expand(-1, -1, 4))[pos]
+        # boxes: IoU/GIoU on decoded boxes; center-ness targets of the prior point w.r.t. its box (Eq. 3)
+        box_target = box_targets[pos]
         pos_points = priors.points[None].expand(len(targets), -1, -1)[pos]
         pred_boxes = self.decode_boxes(reg, priors)[pos]
         ctr_target = centerness_target(bbox2distance(pos_points, box_target))
         box_loss = box_iou_loss(pred_boxes, box_target, cfg.iou_loss)
         if cfg.bbox_weighting == "centerness":
-            loss_bbox = (box_loss * ctr_target).sum() / reduce_mean(ctr_target.sum()).clamp(min=1e-6)
+            loss_bbox = (box_loss * ctr_target).sum() / reduce_mean(ctr_target.sum()).clamp(min=self.centerness_norm_min)
         elif cfg.bbox_weighting == "none":
             loss_bbox = box_loss.sum() / num_pos
         else:

@@ -34,9 +34,9 @@ from ..boxes import aligned_iou, bbox2distance, distance2bbox
 from ..config import HeadConfig
 from ..errors import ConfigError
 from ..losses import box_iou_loss, distribution_focal_loss, num_positives, quality_focal_loss, reduce_mean
-from .atss import anchor_priors, atss_assign, level_anchor_shapes, matched_targets, one_hot_targets
-from .dense_head import DenseHead, Scale, flatten_levels, output_conv, pad_targets
-from .priors import Priors
+from .atss import atss_assign
+from .dense_head import DenseHead, Scale, flatten_levels, matched_targets, one_hot_targets, output_conv, pad_targets
+from .priors import Priors, anchor_priors, level_anchor_shapes
 
 
 def integral_distance(reg: Tensor, reg_max: int) -> Tensor:

@@ -6,6 +6,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..config import HeadConfig
+from ..errors import ConfigError
+
 
 @dataclass
 class Priors:
@@ -71,3 +74,30 @@ def repeat_priors(priors: Priors, num_anchors: int) -> Priors:
     rep = lambda t: t.repeat_interleave(num_anchors, dim=0)  # noqa: E731
     return Priors(rep(priors.points), rep(priors.strides), rep(priors.level_index),
                   [n * num_anchors for n in priors.num_per_level])
+
+
+def level_anchor_shapes(cfg: HeadConfig) -> list[Tensor]:
+    """Per level the ``[A, 4]`` anchors centred at 0, ordered ratio-major then scale.
+
+    Sizes are ``octave_base_scale * stride * 2**(i / scales_per_octave)`` (RetinaNet paper,
+    mmdetection; ATSS/GFL: one ``8 * stride`` square) or the explicit ``anchor_sizes[level]``
+    (torchvision); ``round_anchors`` rounds half-sizes as torchvision does.
+    """
+    if cfg.anchor_sizes:
+        if len(cfg.anchor_sizes) != len(cfg.strides):
+            raise ConfigError("head.anchor_sizes needs one list of sizes per stride in head.strides")
+        shapes = [anchor_shapes(1.0, list(sizes), cfg.anchor_ratios, cfg.round_anchors) for sizes in cfg.anchor_sizes]
+    else:
+        scales = [cfg.octave_base_scale * 2 ** (i / cfg.scales_per_octave) for i in range(cfg.scales_per_octave)]
+        shapes = [anchor_shapes(float(s), scales, cfg.anchor_ratios, cfg.round_anchors) for s in cfg.strides]
+    if len({len(s) for s in shapes}) != 1 or len(shapes[0]) == 0:
+        raise ConfigError("every level needs the same, non-zero number of anchors (head.anchor_sizes)")
+    return shapes
+
+
+def anchor_priors(points: Priors, shapes_per_level: list[Tensor]) -> Priors:
+    """Grid points → one prior per anchor (ordered location, then anchor) with ``anchors [N, 4]``;
+    every anchor is centred on its point, so ``points`` are the anchor centers."""
+    priors = repeat_priors(points, len(shapes_per_level[0]))
+    priors.anchors = anchors_from_priors(points, shapes_per_level)
+    return priors

@@ -32,7 +32,7 @@ from ..config import HeadConfig
 from ..errors import ConfigError
 from ..losses import box_iou_loss, num_positives, sigmoid_focal_loss
 from .dense_head import DenseHead, flatten_levels, output_conv, pad_targets
-from .priors import Priors, anchor_shapes, anchors_from_priors, repeat_priors
+from .priors import Priors, anchor_priors, level_anchor_shapes
 
 BACKGROUND = -1
 IGNORED = -2
@@ -117,7 +117,7 @@ class RetinaNetHead(DenseHead):
         if self.loss_normalizer not in LOSS_NORMALIZERS:
             raise ConfigError(f"head.loss_normalizer must be one of {', '.join(LOSS_NORMALIZERS)}, "
                               f"got '{self.loss_normalizer}'")
-        self.anchor_shapes = self.build_anchor_shapes(cfg)
+        self.anchor_shapes = level_anchor_shapes(cfg)
         self.num_anchors = len(self.anchor_shapes[0])
         c, a = cfg.feat_channels, self.num_anchors
         self.cls_logits = output_conv(c, a * num_classes, bias_prior=cfg.prior_prob)
@@ -131,34 +131,12 @@ class RetinaNetHead(DenseHead):
         # 'image': each image's sum / its positives, then the mean over images (torchvision)
         return self.cfg.loss_normalizer
 
-    @staticmethod
-    def build_anchor_shapes(cfg: HeadConfig) -> list[Tensor]:
-        """Per level the ``[A, 4]`` anchors centred at 0, ordered ratio-major then scale.
-
-        Either ``octave_base_scale * stride * 2**(i / scales_per_octave)`` (the paper, mmdetection)
-        or the explicit ``anchor_sizes[level]`` (torchvision); ``round_anchors`` rounds half-sizes.
-        """
-        if cfg.anchor_sizes:
-            if len(cfg.anchor_sizes) != len(cfg.strides):
-                raise ConfigError("head.anchor_sizes needs one list of sizes per stride in head.strides")
-            shapes = [anchor_shapes(1.0, list(sizes), cfg.anchor_ratios, cfg.round_anchors)
-                      for sizes in cfg.anchor_sizes]
-        else:
-            scales = [cfg.octave_base_scale * 2 ** (i / cfg.scales_per_octave) for i in range(cfg.scales_per_octave)]
-            shapes = [anchor_shapes(float(s), scales, cfg.anchor_ratios, cfg.round_anchors) for s in cfg.strides]
-        if len({len(s) for s in shapes}) != 1 or len(shapes[0]) == 0:
-            raise ConfigError("every level needs the same, non-zero number of anchors (head.anchor_sizes)")
-        return shapes
-
     def forward_level(self, x: Tensor, level: int) -> dict[str, Tensor]:
         return {"cls": self.cls_logits(self.cls_tower(x)), "reg": self.bbox_pred(self.reg_tower(x))}
 
     def priors(self, outputs: dict[str, list[Tensor]]) -> Priors:
         """One prior per anchor: every location repeated ``A`` times, with ``anchors [N, 4]`` set."""
-        points = super().priors(outputs)
-        priors = repeat_priors(points, self.num_anchors)
-        priors.anchors = anchors_from_priors(points, self.anchor_shapes)
-        return priors
+        return anchor_priors(super().priors(outputs), self.anchor_shapes)
 
     def decode(self, deltas: Tensor, anchors: Tensor) -> Tensor:
         return decode_deltas(anchors, deltas, self.delta_means, self.delta_stds, self.cfg.delta_clip)
