@@ -281,6 +281,15 @@ def gflv2_r18_fpn_tiny() -> Config:
     return _atss_family_tiny("gflv2_r18_fpn_tiny", "gflv2")
 
 
+def fcos_r10_fpn_tiny() -> Config:
+    """The demo preset: fcos_r18_fpn_tiny with a ResNet-10 body (one block per stage), ~2x faster
+    per step on a CPU, which buys more steps in a few minutes of training."""
+    cfg = fcos_r18_fpn_tiny()
+    cfg.model.name = "fcos_r10_fpn_tiny"
+    cfg.model.backbone.name = "resnet10"
+    return cfg
+
+
 PRESETS: dict[str, Callable[[], Config]] = {
     "fcos_r50_fpn": fcos_r50_fpn,
     "fcos_r18_fpn": _fcos_resnet(18),
@@ -288,6 +297,7 @@ PRESETS: dict[str, Callable[[], Config]] = {
     "fcos_r101_fpn": _fcos_resnet(101),
     "fcos_r50_fpn_torchvision": fcos_r50_fpn_torchvision,
     "fcos_r18_fpn_tiny": fcos_r18_fpn_tiny,
+    "fcos_r10_fpn_tiny": fcos_r10_fpn_tiny,
     "retinanet_r50_fpn": retinanet_r50_fpn,
     "retinanet_r50_fpn_torchvision": retinanet_r50_fpn_torchvision,
     "retinanet_r50_fpn_v2_torchvision": retinanet_r50_fpn_v2_torchvision,
@@ -314,4 +324,8 @@ def get_preset(name: str) -> Config:
 
 def describe_presets() -> list[tuple[str, str]]:
     """``(name, first docstring line)`` for every preset."""
-    return [(name, (fn.__doc__ or "").strip().splitlines()[0]) for name, fn in PRESETS.items()]
+    def first_sentence(doc: str) -> str:
+        text = " ".join(doc.split())
+        return text.split(". ")[0].rstrip(".") + "."
+
+    return [(name, first_sentence(fn.__doc__ or "")) for name, fn in PRESETS.items()]
