@@ -420,6 +420,74 @@ def op_profile(fn: Callable[[], object], top: int) -> list[dict]:
              "calls": e.count} for e in events[:top]]
 
 
+def run_train_profile(tv_eval, af_eval, args) -> dict:
+    """Median seconds of each part of one training step: forward, loss (assignment + losses), backward, SGD."""
+    size, batch, reps = args.train_size, args.profile_train_batch, args.profile_repeats
+    print(f"\n== training-step profile: {size} px, batch {batch} (median of {reps}; parts timed inside one step) ==")
+    wait_for_idle(args.wait_idle)
+    mon = CpuMonitor().start()
+    images = random_images(batch, size, seed=7 + batch)
+    targets = random_targets(batch, size, seed=11 + batch)
+    tv_images = [img.float() / 255.0 for img in images]
+    af_batch = make_batch(images, targets)
+
+    def parts_tv(model, opt):
+        t = [time.perf_counter()]
+        il, tgt = model.transform(tv_images, [dict(x) for x in targets])
+        feats = list(model.backbone(il.tensors).values())
+        head_out = model.head(feats)
+        t.append(time.perf_counter())
+        anchors = model.anchor_generator(il, feats)
+        losses = model.compute_loss(tgt, head_out, anchors, [f.size(2) * f.size(3) for f in feats])
+        loss = sum(losses.values())
+        t.append(time.perf_counter())
+        loss.backward()
+        t.append(time.perf_counter())
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        t.append(time.perf_counter())
+        return [b - a for a, b in zip(t, t[1:])]
+
+    def parts_af(model, opt, fast):
+        t = [time.perf_counter()]
+        with autocast(DEVICE, enabled=fast):
+            outputs = model(af_batch.images, af_batch.image_sizes)
+            t.append(time.perf_counter())
+            loss = sum(model.head.loss(outputs, af_batch.targets, af_batch.image_sizes).values())
+        t.append(time.perf_counter())
+        loss.backward()
+        t.append(time.perf_counter())
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        t.append(time.perf_counter())
+        return [b - a for a, b in zip(t, t[1:])]
+
+    variants = {}
+    for label in ("torchvision", "exact (CL fp32)", "fast (CL bf16)"):
+        if label == "torchvision":
+            model = copy.deepcopy(tv_eval).train()
+            set_tv_size(model, size)
+        else:
+            model = copy.deepcopy(af_eval).set_channels_last(True).train()
+        opt = torch.optim.SGD([q for q in model.parameters() if q.requires_grad], lr=1e-4, momentum=0.9,
+                              weight_decay=1e-4)
+        fn = (lambda: parts_tv(model, opt)) if label == "torchvision" else \
+            (lambda: parts_af(model, opt, label.startswith("fast")))
+        fn()
+        runs = [fn() for _ in range(reps)]
+        variants[label] = {name: statistics.median(r[i] for r in runs)
+                           for i, name in enumerate(("forward", "loss (assign + losses)", "backward", "SGD step"))}
+        variants[label]["total"] = sum(variants[label].values())
+        del model, opt
+    print(f"  {'part':28s}" + "".join(f"{v:>18s}" for v in variants))
+    for name in variants["torchvision"]:
+        print(f"  {name:28s}" + "".join(f"{variants[v][name] * 1e3:15.1f} ms" for v in variants))
+    background = mon.stop()
+    print(f"  (ran with a background load of {'?' if background is None else f'{background:.2f}'} cores; "
+          "torchvision's forward includes its transform, its loss the anchor generator)")
+    return {"size": size, "batch": batch, "parts_s": variants, "background_cores": background}
+
+
 def run_profile(tv, af, args) -> dict:
     size, batch = args.profile_size, 1
     images = random_images(batch, size, seed=size * 100 + batch)
@@ -504,14 +572,14 @@ def print_table(rows: list[dict]) -> None:
             d = r["detections_per_image"]
             dets = f"{d['tv']:.0f}/{d['exact']:.0f}"
         bg = r.get("background_cores")
-        bg = "?" if bg is None else f"{bg:.2f}"
+        bg = "?" if bg is None else f"{bg:.2f}" + ("*" if bg > 0.2 else " ")
         print(f"{r['case']:18s} | {tv:13.3f} | {ex:18.3f} | {tv / ex:5.2f}x | {fa:17.3f} | {tv / fa:5.2f}x | "
               f"{dets:>14s} | {bg:>7s}")
     print("best-of-repeats ratios (less sensitive to background load): " + "; ".join(
         f"{r['case']}: exact {r['torchvision']['min_s'] / r['exact']['min_s']:.2f}x, "
         f"fast {r['torchvision']['min_s'] / r['fast']['min_s']:.2f}x" for r in rows))
     print("times: median of the repeats. bg load: cores used by other processes meanwhile (of "
-          f"{os.cpu_count()}).")
+          f"{os.cpu_count()}); * = over 0.2: that row's times are inflated, rerun it on a quiet machine.")
     print("ratio = torchvision / anchorfree (> 1: anchorfree faster). exact = channels_last fp32; "
           "fast = channels_last + anchorfree.runtime.autocast" + (" (bf16)" if mixed_precision_available(DEVICE)
                                                                    else " (no-op: no native bf16 on this CPU)"))
@@ -538,9 +606,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="640 px, batch 1, train batch 2, 1 warm-up, 3 (inference) / 2 (training) repeats")
     p.add_argument("--no-infer", action="store_true")
     p.add_argument("--profile", action="store_true", help="also print the per-stage / per-op breakdown")
-    p.add_argument("--profile-only", action="store_true", help="only the profile")
+    p.add_argument("--profile-only", action="store_true",
+                   help="only the profile(s): --profile (default) and/or --profile-train")
     p.add_argument("--profile-size", type=int, default=640)
     p.add_argument("--profile-repeats", type=int, default=5)
+    p.add_argument("--profile-train", action="store_true",
+                   help="also break a training step (--train-size, --profile-train-batch) into forward/loss/backward/SGD")
+    p.add_argument("--profile-train-batch", type=int, default=2)
     p.add_argument("--top-ops", type=int, default=15, help="rows of the per-op profile (0: skip it)")
     p.add_argument("--json", metavar="PATH", help="write all results as JSON")
     args = p.parse_args(argv)
@@ -550,7 +622,8 @@ def main(argv: list[str] | None = None) -> int:
         args.sizes, args.batches, args.train_batches = [640], [1], [2]
         args.warmup, args.repeats, args.train_repeats, args.min_repeats = 1, 3, 2, 2
     if args.profile_only:
-        args.profile, args.no_infer, args.train_batches = True, True, []
+        args.no_infer, args.train_batches = True, []
+        args.profile = args.profile or not args.profile_train
     for s in args.sizes + [args.train_size, args.profile_size]:
         if s % 32:
             p.error(f"size {s} is not a multiple of 32 (torchvision would pad it, anchorfree too)")
@@ -589,6 +662,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{r['case']}: " + ", ".join(f"{k} {v:.4f}" for k, v in r["first_loss"].items()) for r in train))
     if args.profile:
         results["profile"] = run_profile(tv, af, args)
+    if args.profile_train:
+        results["train_profile"] = run_train_profile(tv, af, args)
     results["env"]["loadavg_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     results["total_s"] = time.perf_counter() - t_start
     print(f"\ntotal {results['total_s']:.0f} s; loadavg at end {results['env']['loadavg_end']}")
