@@ -25,7 +25,7 @@ reported. Repeats adapt to the cost of a case: at most ``--repeats``, at least `
 and about ``--budget`` seconds per case. ratio = torchvision time / anchorfree time (> 1: anchorfree
 is faster).
 
-    python benchmarks/bench_fcos.py                      # full run (~8 min on 2 cores)
+    python benchmarks/bench_fcos.py                      # full run (~9 min on 2 idle cores)
     python benchmarks/bench_fcos.py --quick              # ~1 min: 640 px, batch 1, train batch 2
     python benchmarks/bench_fcos.py --profile            # per-stage + per-op breakdown at 640 px, batch 1
     python benchmarks/bench_fcos.py --sizes 640 --batches 1 8 --train-batches 2 --json out.json
