@@ -88,6 +88,11 @@ class DenseHead(nn.Module):
     def forward_level(self, x: Tensor, level: int) -> dict[str, Tensor]:
         raise NotImplementedError
 
+    def float_outputs_and_priors(self, outputs: dict[str, list[Tensor]]) -> tuple[dict[str, list[Tensor]], Priors]:
+        """The maps in fp32 (decoding and losses run in fp32, also under autocast) and their priors."""
+        outputs = {k: [m.float() for m in v] for k, v in outputs.items()}
+        return outputs, self.priors(outputs)
+
     def priors(self, outputs: dict[str, list[Tensor]]) -> Priors:
         any_maps = next(iter(outputs.values()))
         shapes = [tuple(m.shape[-2:]) for m in any_maps]
@@ -100,8 +105,7 @@ class DenseHead(nn.Module):
 
     def predict(self, outputs: dict[str, list[Tensor]], image_sizes: Tensor) -> list[Detections]:
         """Detections in input pixels (clipped to each image's valid size)."""
-        outputs = {k: [m.float() for m in v] for k, v in outputs.items()}
-        priors = self.priors(outputs)
+        outputs, priors = self.float_outputs_and_priors(outputs)
         scores, boxes = self.scores_and_boxes(outputs, priors)
         cfg = self.cfg
         return select_detections(

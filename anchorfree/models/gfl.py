@@ -120,8 +120,7 @@ class GFLHead(DenseHead):
     def loss(self, outputs: dict[str, list[Tensor]], targets: list[dict[str, Tensor]],
              image_sizes: Tensor) -> dict[str, Tensor]:
         cfg = self.cfg
-        outputs = {k: [m.float() for m in v] for k, v in outputs.items()}
-        priors = self.priors(outputs)
+        outputs, priors = self.float_outputs_and_priors(outputs)
         cls = flatten_levels(outputs["cls"], self.num_classes)  # [B, N, C] logits
         reg = flatten_levels(outputs["reg"], 4 * (cfg.reg_max + 1))
         scores = self.class_scores(outputs)

@@ -154,8 +154,7 @@ class RetinaNetHead(DenseHead):
     def loss(self, outputs: dict[str, list[Tensor]], targets: list[dict[str, Tensor]],
              image_sizes: Tensor) -> dict[str, Tensor]:
         cfg = self.cfg
-        outputs = {k: [m.float() for m in v] for k, v in outputs.items()}
-        priors = self.priors(outputs)
+        outputs, priors = self.float_outputs_and_priors(outputs)
         cls = flatten_levels(outputs["cls"], self.num_classes)  # [B, N, C]
         reg = flatten_levels(outputs["reg"], 4)  # [B, N, 4]
         gt_boxes, gt_labels, gt_valid = pad_targets(targets, cls.device)
