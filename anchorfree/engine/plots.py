@@ -24,30 +24,26 @@ def plot_run(run: str | Path) -> list[Path]:
     written = []
     train = [r for r in rows if r.get("type") == "train"]
     if train:
-        fig, ax = plt.subplots(figsize=(7, 4))
         keys = sorted({k for r in train for k in r if k.startswith("loss")})
-        for key in keys:
-            ax.plot([r["iteration"] for r in train], [r.get(key) for r in train], label=key)
-        ax.set_xlabel("iteration")
-        ax.set_ylabel("loss")
-        ax.set_yscale("log")
-        ax.grid(alpha=0.3)
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(run / "loss.png", dpi=100)
-        plt.close(fig)
-        written.append(run / "loss.png")
+        written.append(_line_plot(run / "loss.png", train, "iteration", keys, "loss", log=True))
     val = [r for r in rows if r.get("type") == "val"]
     if val:
-        fig, ax = plt.subplots(figsize=(7, 4))
-        for key in ("AP", "AP50", "AP75"):
-            ax.plot([r["epoch"] for r in val], [r[key] for r in val], marker="o", label=key)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("COCO metric")
-        ax.grid(alpha=0.3)
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(run / "map.png", dpi=100)
-        plt.close(fig)
-        written.append(run / "map.png")
+        written.append(_line_plot(run / "map.png", val, "epoch", ["AP", "AP50", "AP75"], "COCO metric", marker="o"))
     return written
+
+
+def _line_plot(path: Path, rows: list[dict], x: str, keys: list[str], ylabel: str, log: bool = False,
+               marker: str | None = None) -> Path:
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for key in keys:
+        ax.plot([r[x] for r in rows], [r.get(key) for r in rows], marker=marker, label=key)
+    ax.set_xlabel(x)
+    ax.set_ylabel(ylabel)
+    if log:
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
