@@ -19,6 +19,7 @@ from torch import Tensor
 from .data import build_transforms, collate, load_image
 from .engine.checkpoint import load_detector
 from .errors import AnchorfreeError
+from .models.fuse import inference_detector
 from .runtime import autocast, mixed_precision_available, select_device
 
 ImageLike = Union[str, Path, Image.Image, np.ndarray, Tensor]
@@ -88,10 +89,10 @@ class Model:
     """
 
     def __init__(self, checkpoint: str | Path, device: str = "auto", fast: bool | None = None) -> None:
-        self.detector, self.config, ckpt = load_detector(checkpoint)
+        detector, self.config, ckpt = load_detector(checkpoint)
         self.device = select_device(device)
-        self.detector.to(self.device).set_channels_last(True)
         self.fast = mixed_precision_available(self.device) if fast is None else fast
+        self.detector = inference_detector(detector.to(self.device), self.fast)
         self.class_names = list(self.config.model.class_names or range(self.config.model.num_classes))
         self.label_to_cat_id = {int(k): int(v) for k, v in (ckpt.get("label_to_cat_id") or {}).items()}
         inp = self.config.model.input

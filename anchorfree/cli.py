@@ -169,6 +169,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from .engine.evaluate import evaluate_dataset, make_eval_dataset
     from .errors import DatasetError
     from .evaluation import format_metrics_table, save_metrics
+    from .models.fuse import inference_detector
     from .runtime import select_device
 
     model, cfg, ckpt = load_detector(args.checkpoint)
@@ -178,8 +179,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
         raise DatasetError(f"{spec.val_ann} has {dataset.num_classes} categories but the checkpoint "
                            f"{ckpt['path']} was trained for {cfg.model.num_classes}; evaluate on the dataset it "
                            "was trained for")
-    device = select_device(args.device)
-    model.to(device).set_channels_last(True)
+    model = inference_detector(model.to(select_device(args.device)), args.fast)
     with torch.inference_mode():
         result = evaluate_dataset(model, dataset, args.batch_size, args.workers, fast=args.fast,
                                   backend=args.backend)

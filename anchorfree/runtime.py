@@ -37,14 +37,21 @@ def mixed_precision_available(device: torch.device) -> bool:
     return device.type == "cuda" or (device.type == "cpu" and cpu_supports_bf16())
 
 
+def autocast_dtype(device: torch.device) -> torch.dtype | None:
+    """The dtype :func:`autocast` computes in on ``device``; ``None`` where it is a no-op."""
+    if not mixed_precision_available(device):
+        return None
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return torch.float16
+    return torch.bfloat16
+
+
 def autocast(device: torch.device, enabled: bool = True) -> contextlib.AbstractContextManager:
     """bf16 autocast on CPUs with native bf16; fp16/bf16 AMP on CUDA; a no-op otherwise."""
-    if not enabled or not mixed_precision_available(device):
+    dtype = autocast_dtype(device) if enabled else None
+    if dtype is None:
         return contextlib.nullcontext()
-    if device.type == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
-    return torch.autocast("cpu", dtype=torch.bfloat16)
+    return torch.autocast(device.type, dtype=dtype)
 
 
 def needs_grad_scaler(device: torch.device, enabled: bool) -> bool:
