@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 import warnings
 from pathlib import Path
 
@@ -84,6 +85,28 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
 
     sub.add_parser("models", help="list model presets", description="List the model presets that `train` accepts.")
+
+    bench = sub.add_parser("bench", help="compare models on your data", description="Benchmarks on your own data.")
+    bench_sub = bench.add_subparsers(dest="bench_command", required=True, metavar="ACTION")
+    cmp = bench_sub.add_parser(
+        "compare", help="train several models under one time budget and tabulate them",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=textwrap.fill(
+            "Train each MODEL (preset or config YAML) on DATA for about --minutes of training (the epoch count is "
+            "set from a short speed calibration; the schedule spans those epochs), evaluate it once at the end, "
+            "and measure inference speed at batch 1. Writes OUT/compare.md (table: params, epochs, train and "
+            "inference images/s, AP, AP50, AP75, APs, APm, APl), OUT/compare.json, OUT/compare.png (bar plot) "
+            "and one run folder per model, OUT/<model>. Running the command again skips finished models and "
+            "resumes an interrupted one.", 100),
+        epilog="example:\n  anchorfree bench compare fcos_r10_fpn_tiny gfl_shufflenetv2_pan_nano --data data/synth "
+               "--out runs/compare --minutes 5")
+    cmp.add_argument("models", nargs="+", metavar="MODEL", help="preset names or config YAML files")
+    cmp.add_argument("--data", required=True, help="dataset folder (from `data synth`) or dataset YAML")
+    cmp.add_argument("--out", required=True, help="output folder")
+    cmp.add_argument("--minutes", type=float, default=5.0, help="training time per model (default 5)")
+    cmp.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="key=value",
+                     help="overrides applied to every model, e.g. --set train.batch_size=16 input.min_size=256")
+    cmp.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser
 
 
@@ -134,21 +157,26 @@ def cmd_data(args: argparse.Namespace) -> None:
     print(f"classes ({len(spec.class_names or [])}): {', '.join(spec.class_names or [])}")
 
 
-def cmd_train(args: argparse.Namespace) -> None:
+def _model_config(model: str, overrides: list[str]):
+    """The config of a preset name or a YAML file, with ``key=value`` overrides applied."""
     from .config import apply_overrides, load_config
+    from .presets import PRESETS, get_preset
+
+    cfg = get_preset(model) if model in PRESETS or not model.endswith((".yaml", ".yml")) else load_config(model)
+    return apply_overrides(cfg, overrides)
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from .config import apply_overrides
     from .data import load_data_spec
     from .engine.trainer import Trainer, resume_config
     from .evaluation import format_metrics_table
-    from .presets import PRESETS, get_preset
 
     model = args.model
     if args.resume:
-        cfg = resume_config(args.out)
-    elif model in PRESETS or not model.endswith((".yaml", ".yml")):
-        cfg = get_preset(model)
+        cfg = apply_overrides(resume_config(args.out), args.overrides)
     else:
-        cfg = load_config(model)
-    apply_overrides(cfg, args.overrides)
+        cfg = _model_config(model, args.overrides)
     trainer = Trainer(cfg, load_data_spec(args.data), args.out, resume=args.resume, progress=not args.no_progress)
     try:
         result = trainer.fit()
@@ -215,6 +243,16 @@ def cmd_predict(args: argparse.Namespace) -> None:
     print(f"{total} detections on {len(paths)} images; drawn images and results.json in {out}")
 
 
+def cmd_bench(args: argparse.Namespace) -> None:
+    from .data import load_data_spec
+    from .engine.compare import compare, format_table
+
+    configs = {Path(m).stem: _model_config(m, args.overrides) for m in args.models}
+    results = compare(configs, load_data_spec(args.data), args.out, args.minutes, progress=not args.no_progress)
+    print(format_table(results))
+    print(f"wrote {Path(args.out) / 'compare.md'}, compare.json and compare.png")
+
+
 def cmd_models(args: argparse.Namespace) -> None:
     from .presets import describe_presets
 
@@ -241,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command != "train" or not all("=" in e and not e.startswith("-") for e in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.overrides = list(args.overrides) + extra
-    handlers = {"data": cmd_data, "train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "models": cmd_models}
+    handlers = {"data": cmd_data, "train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "models": cmd_models,
+                "bench": cmd_bench}
     try:
         handlers[args.command](args)
     except AnchorfreeError as e:

@@ -39,10 +39,12 @@ def parse_yaml(text: str):
 
 @dataclass
 class BackboneConfig:
-    """A torchvision ResNet body. ``weights`` is a local ImageNet state-dict path (never downloaded)."""
+    """A torchvision body. ``weights`` is a local ImageNet state-dict path (never downloaded)."""
 
-    name: str = "resnet50"  # resnet10 | resnet18 | resnet34 | resnet50 | resnet101
-    norm: str = "frozen_bn"  # frozen_bn | bn | gn
+    name: str = "resnet50"  # resnet10 | resnet18 | resnet34 | resnet50 | resnet101 | shufflenet_v2_x0_5 |
+    #                         shufflenet_v2_x1_0 | mobilenet_v3_large | mobilenet_v3_small | regnet_x_400mf |
+    #                         regnet_y_400mf | efficientnet_b0
+    norm: str = "frozen_bn"  # frozen_bn | bn | gn (gn: ResNet only)
     weights: str | None = None
     frozen_stages: int = 1  # 0: nothing frozen, 1: stem + layer1 (as in the references), ... 4
     out_levels: list[int] = field(default_factory=lambda: [3, 4, 5])  # C3..C5 (stride 8..32)
@@ -50,12 +52,17 @@ class BackboneConfig:
 
 @dataclass
 class NeckConfig:
-    """FPN producing P3..P7 (Lin et al. 2017; RetinaNet/FCOS add P6, P7 by stride-2 convs)."""
+    """FPN producing P3..P7 (Lin et al. 2017; RetinaNet/FCOS add P6, P7 by stride-2 convs), or a slim
+    PAN (Liu et al. 2018) with an extra bottom-up path, as nanodet's, for the light presets."""
 
+    type: str = "fpn"  # fpn | pan
     out_channels: int = 256
-    num_extra_levels: int = 2  # P6, P7
-    extra_from: str = "p5"  # p5 (FCOS, torchvision) | c5 (RetinaNet paper)
-    relu_before_extra: bool = True  # ReLU between P6 and P7 conv
+    num_extra_levels: int = 2  # P6, P7 (PAN: stride-2 blocks on its last output)
+    extra_from: str = "p5"  # FPN: p5 (FCOS, torchvision) | c5 (RetinaNet paper)
+    relu_before_extra: bool = True  # FPN: ReLU between P6 and P7 conv
+    block: str = "dwconv"  # PAN block per output: dwconv (dw 3x3-BN-act, pw 1x1-BN-act) | conv (3x3-BN-act) | none
+    downsample: str = "interp"  # PAN bottom-up: interp (bilinear, nanodet) | conv (stride-2 block, PANet)
+    activation: str = "leaky_relu"  # PAN: relu | leaky_relu (slope 0.1) | hardswish | silu
 
 
 @dataclass
@@ -68,6 +75,8 @@ class HeadConfig:
     feat_channels: int = 256
     norm: str = "gn"  # gn | bn | none
     gn_groups: int = 32
+    tower_conv: str = "conv"  # conv: 3x3 | dwconv: depthwise 3x3 + pointwise 1x1, each with norm + act (nanodet)
+    activation: str = "relu"  # tower activation: relu | leaky_relu (slope 0.1) | hardswish | silu
     prior_prob: float = 0.01  # classification bias init: -log((1 - p) / p)  (RetinaNet, Sec. 4.1)
     # priors
     strides: list[int] = field(default_factory=lambda: [8, 16, 32, 64, 128])
@@ -150,9 +159,20 @@ class ModelConfig:
 
 @dataclass
 class AugmentConfig:
+    """Training augmentation. Mosaic (Bochkovskiy et al. 2020, YOLOv4) and random affine are off by
+    default; see :mod:`anchorfree.data.mosaic`."""
+
     hflip_prob: float = 0.5
     color_jitter: float = 0.0  # strength of brightness/contrast/saturation jitter; 0 disables
     multiscale_min_sizes: list[int] = field(default_factory=list)  # e.g. [640, 672, 704]; empty: off
+    mosaic_prob: float = 0.0  # probability that a sample is a 4-image mosaic (square, input.min_size); 0: off
+    affine: bool = False  # random affine on the samples that are not mosaics (mosaics always get one)
+    affine_scale: list[float] = field(default_factory=lambda: [0.5, 1.5])  # zoom range
+    affine_translate: float = 0.1  # max shift, as a fraction of the output size
+    affine_degrees: float = 0.0  # max rotation (degrees)
+    affine_shear: float = 0.0  # max shear (degrees)
+    min_area_ratio: float = 0.1  # after mosaic/affine, drop boxes keeping less of their area inside the image
+    close_mosaic: int = 0  # the last N epochs train without mosaic and affine (YOLOv8's close_mosaic)
 
 
 @dataclass
@@ -249,15 +269,19 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
 
 
 def _resolve_key(cfg: Config, key: str) -> str:
-    if "." in key:
-        return key
-    found = [path for path in _all_field_paths(cfg) if path.rsplit(".", 1)[-1] == key]
+    """Full dotted path of ``key``: given in full (``model.head.topk``) or as an unambiguous suffix
+    (``head.topk``, ``topk``)."""
+    sections = {f.name for f in dataclasses.fields(cfg)}
+    head = key.split(".", 1)[0]
+    if head in sections or ("." in key and difflib.get_close_matches(head, sorted(sections), n=1)):
+        return key  # a full path, perhaps with a typo that set_field names
+    found = [path for path in _all_field_paths(cfg) if path == key or path.endswith("." + key)]
     if len(found) == 1:
         return found[0]
     if len(found) > 1:
         raise ConfigError(f"override key '{key}' is ambiguous: write one of {', '.join(found)}")
     leaves = {p.rsplit(".", 1)[-1] for p in _all_field_paths(cfg)}
-    raise ConfigError(_unknown_key_message(key, key, leaves))
+    raise ConfigError(_unknown_key_message(key, key.rsplit(".", 1)[-1], leaves))
 
 
 def _all_field_paths(obj: Any, prefix: str = "") -> list[str]:

@@ -290,6 +290,43 @@ def fcos_r10_fpn_tiny() -> Config:
     return cfg
 
 
+def _light_pan(name: str, head_type: str, body: str, channels: int, act: str) -> Config:
+    """Model settings shared by the ``*_pan_nano`` / ``*_pan_small`` presets, after nanodet-m: a light
+    torchvision body (BatchNorm trained, nothing frozen; ImageNet weights via ``backbone.weights``),
+    C3–C5 into a slim PAN of ``channels`` with depthwise-separable output blocks and no extra level
+    (strides 8/16/32), a GFL/GFLv2 head of 2 depthwise-separable convs of ``channels`` with BN, one
+    ``5 * stride`` anchor per location for ATSS assignment, reg_max 7, no per-level scale; 320 px input
+    padded to 32. Training as ``fcos_r18_fpn_tiny`` (AdamW + cosine, 100 warm-up iterations, batch 8) but
+    with lr 0.016, the best of 0.002..0.032 for ``gfl_shufflenetv2_pan_nano`` in 6 epochs on 400
+    synthetic images (AP 0.08 at 0.002, 0.30 at 0.016, 0.16 at 0.032)."""
+    cfg = _atss_family(fcos_r18_fpn_tiny(), name, head_type)
+    m, h = cfg.model, cfg.model.head
+    m.backbone.name, m.backbone.norm, m.backbone.frozen_stages = body, "bn", 0
+    m.neck.type, m.neck.out_channels, m.neck.num_extra_levels = "pan", channels, 0
+    m.neck.block, m.neck.downsample, m.neck.activation = "dwconv", "interp", act
+    h.strides = [8, 16, 32]
+    h.num_convs, h.feat_channels, h.norm, h.tower_conv, h.activation = 2, channels, "bn", "dwconv", act
+    h.octave_base_scale, h.reg_max, h.scale_per_level = 5.0, 7, False
+    m.input.size_divisor = 32
+    cfg.train.lr = 0.016
+    return cfg
+
+
+def gfl_shufflenetv2_pan_nano() -> Config:
+    """nanodet-m-like GFL for CPUs: ShuffleNetV2 1.0x, 96-ch PAN, 2 dwconv head, LeakyReLU, 320 px."""
+    return _light_pan("gfl_shufflenetv2_pan_nano", "gfl", "shufflenet_v2_x1_0", 96, "leaky_relu")
+
+
+def gflv2_mobilenetv3_pan_nano() -> Config:
+    """Light GFLv2 (DGQP) for CPUs: MobileNetV3-Large, 96-ch PAN, 2 dwconv head, hardswish, 320 px."""
+    return _light_pan("gflv2_mobilenetv3_pan_nano", "gflv2", "mobilenet_v3_large", 96, "hardswish")
+
+
+def gfl_regnetx400_pan_small() -> Config:
+    """Larger light GFL: RegNetX-400MF, 128-ch PAN, 2 dwconv head, LeakyReLU, 320 px."""
+    return _light_pan("gfl_regnetx400_pan_small", "gfl", "regnet_x_400mf", 128, "leaky_relu")
+
+
 PRESETS: dict[str, Callable[[], Config]] = {
     "fcos_r50_fpn": fcos_r50_fpn,
     "fcos_r18_fpn": _fcos_resnet(18),
@@ -308,6 +345,9 @@ PRESETS: dict[str, Callable[[], Config]] = {
     "atss_r18_fpn_tiny": atss_r18_fpn_tiny,
     "gfl_r18_fpn_tiny": gfl_r18_fpn_tiny,
     "gflv2_r18_fpn_tiny": gflv2_r18_fpn_tiny,
+    "gfl_shufflenetv2_pan_nano": gfl_shufflenetv2_pan_nano,
+    "gflv2_mobilenetv3_pan_nano": gflv2_mobilenetv3_pan_nano,
+    "gfl_regnetx400_pan_small": gfl_regnetx400_pan_small,
 }
 
 

@@ -9,8 +9,6 @@ in the number of boxes.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 
@@ -18,6 +16,7 @@ from anchorfree.config import HeadConfig
 from anchorfree.models.atss import atss_assign
 from anchorfree.models.fcos import fcos_assign
 from anchorfree.models.priors import anchor_priors, grid_priors, level_anchor_shapes
+from common import median_time  # one warm-up call, then the median of the repeats
 
 
 def random_boxes(n: int, width: int, height: int, generator: torch.Generator) -> torch.Tensor:
@@ -25,16 +24,6 @@ def random_boxes(n: int, width: int, height: int, generator: torch.Generator) ->
     xy = torch.rand(n, 2, generator=generator) * torch.tensor([width, height])
     boxes = torch.cat((xy - wh / 2, xy + wh / 2), dim=1)
     return torch.minimum(boxes.clamp(min=0), torch.tensor([width, height, width, height], dtype=torch.float32))
-
-
-def timed(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -54,8 +43,8 @@ def main() -> None:
     for n in args.boxes:
         boxes = random_boxes(n, width, height, g)[None]
         valid = torch.ones(1, n, dtype=torch.bool)
-        t_fcos = timed(lambda: fcos_assign(points, boxes, valid, ranges, 1.5), args.repeats)
-        t_atss = timed(lambda: atss_assign(anchors, boxes, valid, 9), args.repeats)
+        t_fcos = median_time(lambda: fcos_assign(points, boxes, valid, ranges, 1.5), 1, args.repeats)
+        t_atss = median_time(lambda: atss_assign(anchors, boxes, valid, 9), 1, args.repeats)
         print(f"{n:>6} {t_fcos:>9.4f} {1000 * t_fcos / n:>12.3f} {t_atss:>9.4f} {1000 * t_atss / n:>12.3f}")
 
 

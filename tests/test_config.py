@@ -25,11 +25,16 @@ def test_dotted_override():
     assert cfg == expected
 
 
-def test_section_relative_dotted_key_is_not_resolved():
-    # "head.center_sampling_radius" is not a path from the root Config (that is model.head...)
+def test_dotted_suffix_key_is_resolved_when_unambiguous():
+    # "head.center_sampling_radius" is the tail of exactly one path: model.head.center_sampling_radius
     cfg = Config()
-    with pytest.raises(ConfigError, match="unknown config key 'head'"):
-        apply_overrides(cfg, ["head.center_sampling_radius=0"])
+    apply_overrides(cfg, ["head.center_sampling_radius=0", "input.min_size=160", "augment.hflip_prob=0"])
+    assert cfg.model.head.center_sampling_radius == 0.0
+    assert cfg.model.input.min_size == 160 and cfg.train.augment.hflip_prob == 0.0
+    with pytest.raises(ConfigError, match=r"unknown config key 'head.center_sampling'.*center_sampling_radius"):
+        apply_overrides(cfg, ["head.center_sampling=0"])
+    apply_overrides(cfg, ["backbone.norm=gn"])
+    assert cfg.model.backbone.norm == "gn" and cfg.model.head.norm == Config().model.head.norm
 
 
 def test_shorthand_override():

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
+from anchorfree.config import AugmentConfig
 from anchorfree.data import load_data_spec
 from anchorfree.engine.checkpoint import atomic_save, load_detector, read_checkpoint
 from anchorfree.engine.trainer import Trainer, resume_config
@@ -15,43 +17,74 @@ from anchorfree.errors import CheckpointError, TrainingError
 from conftest import micro_config
 
 
-def _train(data: Path, out: Path, epochs: int, resume: bool = False, ema: bool = True) -> Trainer:
-    cfg = resume_config(out) if resume else micro_config()
+def _trainer(data: Path, out: Path, epochs: int, resume: bool = False, ema: bool = True,
+             **train: Any) -> Trainer:
+    """A trainer of ``micro_config()`` (``train`` overrides ``cfg.train`` fields), or resuming ``out``."""
+    if resume:
+        cfg = resume_config(out)
+    else:
+        cfg = micro_config()
+        cfg.train.ema, cfg.train.eval_interval = ema, 0
+        for key, value in train.items():
+            setattr(cfg.train, key, value)
     cfg.train.epochs = epochs
-    cfg.train.ema = ema
-    cfg.train.eval_interval = 0
-    trainer = Trainer(cfg, load_data_spec(data), out, resume=resume, progress=False)
+    return Trainer(cfg, load_data_spec(data), out, resume=resume, progress=False)
+
+
+def _train(data: Path, out: Path, epochs: int, resume: bool = False, ema: bool = True, **train: Any) -> Trainer:
+    trainer = _trainer(data, out, epochs, resume, ema, **train)
     trainer.fit()
     return trainer
 
 
-def test_resume_continues_exactly(small_synth, tmp_path):
-    straight = _train(small_synth, tmp_path / "straight", epochs=2)
-    # the same run killed after its first epoch, then resumed
-    cfg = micro_config()
-    cfg.train.ema, cfg.train.eval_interval = True, 0
-    killed = Trainer(cfg, load_data_spec(small_synth), tmp_path / "resumed", progress=False)
-    real_epoch = killed.train_epoch
+def _kill_at(trainer: Trainer, epoch: int) -> None:
+    """Fit ``trainer`` but kill it when 0-based ``epoch`` begins (after saving the previous one)."""
+    real_epoch = trainer.train_epoch
 
-    def die_in_second_epoch():
-        if killed.epoch == 1:
+    def die_in_epoch():
+        if trainer.epoch == epoch:
             raise KeyboardInterrupt
         real_epoch()
 
-    killed.train_epoch = die_in_second_epoch
+    trainer.train_epoch = die_in_epoch
     with pytest.raises(KeyboardInterrupt):
-        killed.fit()
-    assert read_checkpoint(tmp_path / "resumed" / "last.pt")["epoch"] == 1
-    resumed = _train(small_synth, tmp_path / "resumed", epochs=2, resume=True)
-    assert resumed.iteration == straight.iteration == 2 * 6
+        trainer.fit()
+    assert read_checkpoint(trainer.run / "last.pt")["epoch"] == epoch
+
+
+def _assert_same_state(straight: Trainer, resumed: Trainer) -> None:
+    assert resumed.iteration == straight.iteration
     for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.equal(a, b), f"{name} differs after resume"
     for a, b in zip(straight.ema.module.state_dict().values(), resumed.ema.module.state_dict().values()):
         assert torch.equal(a, b)
     assert straight.optimizer.param_groups[0]["lr"] == resumed.optimizer.param_groups[0]["lr"]
+
+
+def test_resume_continues_exactly(small_synth, tmp_path):
+    straight = _train(small_synth, tmp_path / "straight", epochs=2)
+    # the same run killed after its first epoch, then resumed
+    _kill_at(_trainer(small_synth, tmp_path / "resumed", epochs=2), epoch=1)
+    resumed = _train(small_synth, tmp_path / "resumed", epochs=2, resume=True)
+    assert resumed.iteration == 2 * 6
+    _assert_same_state(straight, resumed)
     # the weights really changed during the second epoch (the comparison is not vacuous)
     first = read_checkpoint(tmp_path / "straight" / "best.pt")
     assert first["epoch"] == 2
+
+
+def test_resume_with_mosaic_is_exact(small_synth, tmp_path):
+    """Mosaic (half the samples), affine on the others, close_mosaic=1 of 3 epochs, no workers: killed
+    after epoch 1, resumed with mosaic on, killed after epoch 2, resumed inside the close-mosaic phase."""
+    augment = AugmentConfig(mosaic_prob=0.5, affine=True, close_mosaic=1, color_jitter=0.2)
+    straight = _train(small_synth, tmp_path / "straight", epochs=3, augment=augment, batch_size=8)
+    out = tmp_path / "killed"
+    _kill_at(_trainer(small_synth, out, epochs=3, augment=augment, batch_size=8), epoch=1)
+    _kill_at(_trainer(small_synth, out, epochs=3, resume=True), epoch=2)
+    resumed = _train(small_synth, out, epochs=3, resume=True)
+    assert straight.train_data.enabled is resumed.train_data.enabled is False  # epoch 3 ran without mosaic
+    _assert_same_state(straight, resumed)
+    assert "epoch 3: mosaic/affine augmentation off" in (out / "train.log").read_text()
 
 
 def test_run_folder_contents(small_synth, tmp_path):

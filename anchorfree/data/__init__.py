@@ -1,6 +1,7 @@
 """Data pipeline: COCO datasets, transforms, collation, dataset specs and synthetic data."""
 from anchorfree.data.coco import CocoDetection, load_image, read_categories, read_coco_json
 from anchorfree.data.collate import collate, make_collate
+from anchorfree.data.mosaic import MosaicDetection, mosaic_enabled
 from anchorfree.data.spec import DataSpec, load_data_spec
 from anchorfree.data.synth import SYNTH_CATEGORY_IDS, SYNTH_CLASSES, generate_synthetic_dataset
 from anchorfree.data.transforms import (
@@ -16,6 +17,7 @@ __all__ = [
     "DataSpec",
     "DetectionTransform",
     "MIN_BOX_SIZE",
+    "MosaicDetection",
     "ResizeKeepRatio",
     "SYNTH_CATEGORY_IDS",
     "SYNTH_CLASSES",
@@ -26,6 +28,7 @@ __all__ = [
     "load_data_spec",
     "load_image",
     "make_collate",
+    "mosaic_enabled",
     "read_categories",
     "read_coco_json",
 ]

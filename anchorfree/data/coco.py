@@ -158,19 +158,25 @@ class CocoDetection(Dataset):
         return {"id": int(self._image_ids[index]), "file_name": str(self._file_names[index]),
                 "width": width, "height": height}
 
-    def __getitem__(self, index: int) -> tuple[Tensor, dict[str, Any]]:
+    def load_sample(self, index: int) -> tuple[Tensor, Tensor, Tensor, dict[str, Any]]:
+        """Image ``index`` as stored, before :attr:`transforms`: ``(image uint8 [3, H, W], boxes
+        float32 [N, 4] xyxy, labels int64 [N], info)`` with ``info`` from :meth:`get_image_info`."""
         info = self.get_image_info(index)
         path = self.image_dir / info["file_name"]
         image = load_image(path, info["id"])
-        orig_size = tuple(image.shape[-2:])
-        if orig_size != (info["height"], info["width"]):
+        if tuple(image.shape[-2:]) != (info["height"], info["width"]):
             raise DatasetError(
-                f"Image file {path} (image id {info['id']}) is {orig_size[0]}x{orig_size[1]} (h x w) but "
+                f"Image file {path} (image id {info['id']}) is {image.shape[-2]}x{image.shape[-1]} (h x w) but "
                 f"{self.coco_json_path.name} declares height={info['height']}, width={info['width']}. "
                 "Fix the entry's width/height (the boxes must refer to the stored image).")
         start, end = self._offsets[index], self._offsets[index + 1]
         boxes = torch.tensor(self._boxes[start:end], dtype=torch.float32).reshape(-1, 4)
         labels = torch.tensor(self._labels[start:end], dtype=torch.int64)
+        return image, boxes, labels, info
+
+    def __getitem__(self, index: int) -> tuple[Tensor, dict[str, Any]]:
+        image, boxes, labels, info = self.load_sample(index)
+        orig_size = tuple(image.shape[-2:])
         if self.transforms is None:
             scale = torch.ones(2, dtype=torch.float32)
         else:

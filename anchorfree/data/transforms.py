@@ -7,8 +7,8 @@ image, ``float [N, 4]`` xyxy boxes and ``long [N]`` labels; ``scale`` is ``float
 
 Training: photometric jitter, horizontal flip, keep-ratio resize. Evaluation: resize only.
 Degenerate boxes (side < :data:`MIN_BOX_SIZE` output pixels) are removed with their labels.
-Mosaic and random-affine augmentation will be added later; they must keep ``scale`` meaning
-"original to network-input pixels" for the un-augmented (evaluation) path.
+Mosaic and random-affine augmentation live in :mod:`anchorfree.data.mosaic`; ``scale`` keeps
+meaning "original to network-input pixels" for the un-augmented (evaluation) path.
 """
 from __future__ import annotations
 
@@ -22,7 +22,14 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-__all__ = ["MIN_BOX_SIZE", "ResizeKeepRatio", "DetectionTransform", "build_transforms", "keep_ratio_size"]
+__all__ = [
+    "MIN_BOX_SIZE",
+    "ResizeKeepRatio",
+    "DetectionTransform",
+    "build_transforms",
+    "keep_ratio_size",
+    "photometric_and_flip",
+]
 
 MIN_BOX_SIZE = 1.0  # pixels; boxes with a narrower side are dropped
 
@@ -107,15 +114,20 @@ def build_transforms(
         color_jitter: strength ``s`` of brightness/contrast/saturation ``s`` and hue ``s / 4``;
             ``0`` disables it (training only).
     """
-    steps: list[v2.Transform] = []
-    if train:
-        if color_jitter > 0:
-            steps.append(v2.ColorJitter(brightness=color_jitter, contrast=color_jitter,
-                                        saturation=color_jitter, hue=min(color_jitter / 4, 0.5)))
-        if hflip_prob > 0:
-            steps.append(v2.RandomHorizontalFlip(p=hflip_prob))
+    steps = photometric_and_flip(hflip_prob, color_jitter) if train else []
     steps.append(ResizeKeepRatio(min_size if train else _eval_size(min_size), max_size))
     return DetectionTransform(steps)
+
+
+def photometric_and_flip(hflip_prob: float = 0.5, color_jitter: float = 0.0) -> list[v2.Transform]:
+    """The training jitter and flip steps of :func:`build_transforms` (also used after a mosaic)."""
+    steps: list[v2.Transform] = []
+    if color_jitter > 0:
+        steps.append(v2.ColorJitter(brightness=color_jitter, contrast=color_jitter,
+                                    saturation=color_jitter, hue=min(color_jitter / 4, 0.5)))
+    if hflip_prob > 0:
+        steps.append(v2.RandomHorizontalFlip(p=hflip_prob))
+    return steps
 
 
 def _eval_size(min_size: int | Sequence[int]) -> int:

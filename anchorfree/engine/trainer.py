@@ -7,7 +7,9 @@ JSON object per logged step / validation), ``loss.png`` and ``map.png``, ``last.
 Reproducibility: each epoch's shuffling, worker seeds and augmentations are drawn from seeds
 derived from ``(train.seed, epoch)``, and checkpoints carry model, optimiser, scheduler, scaler,
 EMA, epoch/iteration and RNG states, so ``--resume`` after an epoch continues exactly as an
-uninterrupted run would.
+uninterrupted run would. Whether mosaic/affine augmentation is on depends on the epoch only
+(:func:`~anchorfree.data.mosaic_enabled`); the flag is set before the epoch's workers start
+(``persistent_workers=False``), so they see it.
 """
 from __future__ import annotations
 
@@ -21,15 +23,16 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
-from ..config import Config, save_config
-from ..data import CocoDetection, DataSpec, build_transforms, make_collate
+from ..config import AugmentConfig, Config, save_config
+from ..data import CocoDetection, DataSpec, MosaicDetection, build_transforms, make_collate, mosaic_enabled
 from ..errors import ConfigError, DatasetError, TrainingError
 from ..evaluation import format_metrics_table, save_metrics
 from ..models.detector import Detector
 from ..runtime import autocast, needs_grad_scaler, select_device
+from ..structures import Batch
 from .checkpoint import atomic_save, checkpoint_config, load_model_state, make_checkpoint, read_checkpoint
 from .evaluate import evaluate_dataset
 from .optim import ModelEMA, build_optimizer, build_scheduler
@@ -74,6 +77,19 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def build_train_data(dataset: CocoDetection, augment: AugmentConfig, size: int) -> Dataset:
+    """``dataset`` wrapped in :class:`~anchorfree.data.MosaicDetection` when mosaic or affine is on."""
+    a = augment
+    if a.mosaic_prob == 0 and not a.affine:
+        return dataset
+    if not 0 <= a.mosaic_prob <= 1:
+        raise ConfigError(f"train.augment.mosaic_prob must be in [0, 1], got {a.mosaic_prob}")
+    if len(a.affine_scale) != 2 or not 0 < a.affine_scale[0] <= a.affine_scale[1]:
+        raise ConfigError(f"train.augment.affine_scale must be [low, high] with 0 < low <= high, got {a.affine_scale}")
+    return MosaicDetection(dataset, size, a.mosaic_prob, a.affine, a.affine_scale, a.affine_translate,
+                           a.affine_degrees, a.affine_shear, a.min_area_ratio, a.hflip_prob, a.color_jitter)
 
 
 def setup_logging(run: Path) -> None:
@@ -129,11 +145,13 @@ class Trainer:
                               f"has {self.train_set.num_classes}; resume with the same dataset")
         save_config(cfg, self.run / "config.yaml")
 
+        self.train_data = build_train_data(self.train_set, t.augment, m.input.min_size)
+
         self.model = Detector(m).to(self.device)
         if t.channels_last:
             self.model.set_channels_last(True)
         self.sampler = EpochSampler(len(self.train_set), t.seed)
-        self.loader = DataLoader(self.train_set, batch_size=t.batch_size, sampler=self.sampler,
+        self.loader = DataLoader(self.train_data, batch_size=t.batch_size, sampler=self.sampler,
                                  num_workers=t.workers, collate_fn=make_collate(m.input.size_divisor),
                                  pin_memory=self.device.type == "cuda", persistent_workers=False)
         self.iters_per_epoch = math.ceil(len(self.train_set) / t.batch_size)
@@ -142,6 +160,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=needs_grad_scaler(self.device, t.amp))
         self.ema = ModelEMA(self.model, t.ema_decay) if t.ema else None
         self.epoch, self.iteration, self.best_ap = 0, 0, -1.0
+        self.eval_seconds = 0.0  # time spent in validation by this process
         if self.resume_state is not None:
             self._load_state(self.resume_state)
 
@@ -203,6 +222,7 @@ class Trainer:
     def train_epoch(self) -> None:
         t = self.cfg.train
         seed_everything(t.seed * 1000 + self.epoch)  # augmentations in the main process
+        self._switch_mosaic()
         self.sampler.set_epoch(self.epoch)
         self.loader.generator = torch.Generator().manual_seed(t.seed * 1000 + self.epoch)  # worker seeds
         self.model.train()
@@ -211,22 +231,8 @@ class Trainer:
         start, seen = time.perf_counter(), 0
         for batch in bar:
             batch = batch.to(self.device, non_blocking=True)
-            with autocast(self.device, enabled=t.amp):
-                losses = self.model.loss(batch)
+            losses = self.train_step(batch)
             loss = sum(losses.values())
-            if not torch.isfinite(loss):
-                terms = ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())
-                raise TrainingError(
-                    f"the loss became {loss.item()} at epoch {self.epoch + 1}, iteration {self.iteration} ({terms}). "
-                    f"Training stopped; the last good checkpoint {self.run / 'last.pt'} is intact. Lower train.lr, "
-                    "set train.grad_clip, or check the dataset for broken boxes, then run again with --resume.")
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            if t.grad_clip > 0:
-                self.scaler.unscale_(self.optimizer)
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
             self.scheduler.step()
             if self.ema is not None:
                 self.ema.update(self.model)
@@ -242,13 +248,46 @@ class Trainer:
                 self._log_row(row)
                 log.info(json.dumps(row))
 
+    def _switch_mosaic(self) -> None:
+        """Turn mosaic/affine off for the last ``close_mosaic`` epochs (logged when it changes)."""
+        if isinstance(self.train_data, MosaicDetection):
+            t = self.cfg.train
+            enabled = mosaic_enabled(self.epoch, t.epochs, t.augment.close_mosaic)
+            if enabled != self.train_data.enabled:
+                self.train_data.enabled = enabled
+                log.info("epoch %d: mosaic/affine augmentation %s (close_mosaic=%d)", self.epoch + 1,
+                         "on" if enabled else "off", t.augment.close_mosaic)
+
+    def train_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """Forward, loss, NaN check, backward, clipping and one optimiser step; returns the loss terms."""
+        t = self.cfg.train
+        with autocast(self.device, enabled=t.amp):
+            losses = self.model.loss(batch)
+        loss = sum(losses.values())
+        if not torch.isfinite(loss):
+            terms = ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())
+            raise TrainingError(
+                f"the loss became {loss.item()} at epoch {self.epoch + 1}, iteration {self.iteration} ({terms}). "
+                f"Training stopped; the last good checkpoint {self.run / 'last.pt'} is intact. Lower train.lr, "
+                "set train.grad_clip, or check the dataset for broken boxes, then run again with --resume.")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if t.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return losses
+
     def eval_model(self) -> Detector:
         return self.ema.module if self.ema is not None else self.model
 
     def validate(self) -> dict[str, Any]:
+        start = time.perf_counter()
         result = evaluate_dataset(self.eval_model(), self.val_set, batch_size=self.cfg.train.batch_size,
                                   workers=self.cfg.train.workers, progress=self.progress)
         result["epoch"] = self.epoch
+        self.eval_seconds += time.perf_counter() - start
         row = {"type": "val", "epoch": self.epoch, "iteration": self.iteration, **result["metrics"]}
         self._log_row(row)
         save_metrics(result, self.run / "metrics.json")

@@ -8,6 +8,7 @@ convs, how its scores and boxes are read off the flattened maps, and its targets
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import torch
 from torch import nn, Tensor
@@ -15,26 +16,34 @@ from torch import nn, Tensor
 from ..config import HeadConfig
 from ..errors import ConfigError
 from ..structures import Detections
+from .layers import conv_block
 from .postprocess import select_detections
 from .priors import Priors, grid_priors
 
 
-def conv_tower(in_channels: int, channels: int, num_convs: int, norm: str, gn_groups: int) -> nn.Sequential:
-    """``num_convs`` × (3x3 conv → norm → ReLU), weights ~ N(0, 0.01) as in RetinaNet/FCOS."""
+def _init_tower_conv(conv: nn.Conv2d) -> None:
+    nn.init.normal_(conv.weight, std=0.01)
+    if conv.bias is not None:
+        nn.init.zeros_(conv.bias)
+
+
+def conv_tower(in_channels: int, channels: int, num_convs: int, norm: str, gn_groups: int, conv: str = "conv",
+               act: str = "relu") -> nn.Sequential:
+    """``num_convs`` × (3x3 conv → norm → act), weights ~ N(0, 0.01) as in RetinaNet/FCOS; ``conv='dwconv'``
+    makes each a depthwise 3x3 → norm → act → pointwise 1x1 → norm → act, as nanodet's GFL head. Layers
+    are flat (``[conv, norm, act] * num_convs``); convs have a bias unless followed by BatchNorm."""
+    if norm == "gn":
+        norm_fn = partial(nn.GroupNorm, gn_groups)
+    elif norm == "bn":
+        norm_fn = nn.BatchNorm2d
+    elif norm == "none":
+        norm_fn = None
+    else:
+        raise ConfigError(f"head.norm must be gn, bn or none, got '{norm}'")
     layers: list[nn.Module] = []
     for i in range(num_convs):
-        conv = nn.Conv2d(in_channels if i == 0 else channels, channels, 3, padding=1, bias=norm != "bn")
-        nn.init.normal_(conv.weight, std=0.01)
-        if conv.bias is not None:
-            nn.init.zeros_(conv.bias)
-        layers.append(conv)
-        if norm == "gn":
-            layers.append(nn.GroupNorm(gn_groups, channels))
-        elif norm == "bn":
-            layers.append(nn.BatchNorm2d(channels))
-        elif norm != "none":
-            raise ConfigError(f"head.norm must be gn, bn or none, got '{norm}'")
-        layers.append(nn.ReLU(inplace=True))
+        layers += conv_block(in_channels if i == 0 else channels, channels, conv, norm_fn, act,
+                             ("head.tower_conv", "head.activation"), bias=norm != "bn", init=_init_tower_conv)
     return nn.Sequential(*layers)
 
 
@@ -71,8 +80,9 @@ class DenseHead(nn.Module):
         self.cfg = cfg
         self.num_classes = num_classes
         self.strides = list(cfg.strides)
-        self.cls_tower = conv_tower(in_channels, cfg.feat_channels, cfg.num_convs, cfg.norm, cfg.gn_groups)
-        self.reg_tower = conv_tower(in_channels, cfg.feat_channels, cfg.num_convs, cfg.norm, cfg.gn_groups)
+        tower = (in_channels, cfg.feat_channels, cfg.num_convs, cfg.norm, cfg.gn_groups, cfg.tower_conv, cfg.activation)
+        self.cls_tower = conv_tower(*tower)
+        self.reg_tower = conv_tower(*tower)
 
     # ---- forward -----------------------------------------------------------------------
     def forward(self, feats: list[Tensor]) -> dict[str, list[Tensor]]:

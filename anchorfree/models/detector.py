@@ -18,10 +18,12 @@ from .dense_head import DenseHead
 from .fcos import FCOSHead
 from .fpn import FPN
 from .gfl import GFLHead, GFLv2Head
+from .pan import PAN
 from .retinanet import RetinaNetHead
 
 HEADS: dict[str, type[DenseHead]] = {"fcos": FCOSHead, "retinanet": RetinaNetHead, "atss": ATSSHead, "gfl": GFLHead,
                                      "gflv2": GFLv2Head}
+NECKS: dict[str, type[FPN] | type[PAN]] = {"fpn": FPN, "pan": PAN}
 
 
 class Detector(nn.Module):
@@ -29,7 +31,9 @@ class Detector(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.backbone = build_backbone(cfg.backbone)
-        self.neck = FPN(self.backbone.out_channels, cfg.neck)
+        if cfg.neck.type not in NECKS:
+            raise ConfigError(f"unknown neck.type '{cfg.neck.type}'; available: {', '.join(NECKS)}")
+        self.neck = NECKS[cfg.neck.type](self.backbone.out_channels, cfg.neck)
         if cfg.head.type not in HEADS:
             raise ConfigError(f"unknown head.type '{cfg.head.type}'; available: {', '.join(HEADS)}")
         if self.neck.num_levels != len(cfg.head.strides):

@@ -1,0 +1,50 @@
+"""Conv blocks shared by the head towers and the PAN neck: conv → norm → activation, plain 3x3 or
+depthwise-separable (a depthwise 3x3 and a pointwise 1x1, MobileNets, Howard et al. 2017)."""
+from __future__ import annotations
+
+from typing import Callable
+
+from torch import nn
+
+from ..errors import ConfigError
+
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "relu": lambda: nn.ReLU(inplace=True),
+    "leaky_relu": lambda: nn.LeakyReLU(0.1, inplace=True),  # nanodet's slope
+    "hardswish": lambda: nn.Hardswish(inplace=True),
+    "silu": lambda: nn.SiLU(inplace=True),
+}
+
+CONV_KINDS = ("conv", "dwconv")
+
+
+def activation(name: str, key: str) -> nn.Module:
+    """A fresh in-place activation module; ``key`` names the config field in errors."""
+    if name not in ACTIVATIONS:
+        raise ConfigError(f"{key} must be one of {', '.join(ACTIVATIONS)}, got '{name}'")
+    return ACTIVATIONS[name]()
+
+
+def conv_block(in_channels: int, out_channels: int, kind: str, norm: Callable[[int], nn.Module] | None,
+               act: str, keys: tuple[str, str], stride: int = 1, bias: bool = False,
+               init: Callable[[nn.Conv2d], None] | None = None) -> list[nn.Module]:
+    """Layers of one block: ``conv``: 3x3 conv → norm → act; ``dwconv``: depthwise 3x3 → norm → act →
+    pointwise 1x1 → norm → act. ``init`` is applied to each conv right after it is created (the order of
+    random draws stays that of a conv → init loop); ``keys`` name the config fields of ``kind`` and ``act``
+    in errors."""
+    if kind not in CONV_KINDS:
+        raise ConfigError(f"{keys[0]} must be one of {', '.join(CONV_KINDS)}, got '{kind}'")
+    if kind == "conv":
+        shapes = [(in_channels, out_channels, 3, 1)]
+    else:
+        shapes = [(in_channels, in_channels, 3, in_channels), (in_channels, out_channels, 1, 1)]
+    layers: list[nn.Module] = []
+    for i, (cin, cout, k, groups) in enumerate(shapes):
+        conv = nn.Conv2d(cin, cout, k, stride=stride if i == 0 else 1, padding=k // 2, groups=groups, bias=bias)
+        if init is not None:
+            init(conv)
+        layers.append(conv)
+        if norm is not None:
+            layers.append(norm(cout))
+        layers.append(activation(act, keys[1]))
+    return layers

@@ -1,0 +1,192 @@
+"""anchorfree's small presets vs ultralytics YOLOv8n: same data, same training time, same metric.
+
+Both detectors are trained from scratch on one COCO-format dataset (default: the built-in synthetic
+data, 600 train / 100 val images) for about ``--minutes`` of training each on this machine, then
+both predict the validation images and both are scored by pycocotools' COCOeval on the same
+annotation file. Inference speed is images/s at batch 1 on the validation images, counting the
+network and box post-processing (NMS) of each library, not image decoding or resizing.
+
+* anchorfree: ``anchorfree.engine.compare`` (the code behind ``anchorfree bench compare``): a speed
+  calibration sets the epoch count so the whole schedule fits the budget; inference as ``predict``
+  runs it (BatchNorm folded, channels_last, bf16 where the CPU has it) and also in fp32.
+* YOLOv8n: ultralytics (installed only for this benchmark: ``pip install ultralytics``), built from
+  its ``yolov8n.yaml`` (no weights are downloaded), trained with its defaults (SGD/AdamW auto,
+  mosaic with close_mosaic, EMA, task-aligned assignment, DFL) and ``time=--minutes/60``, which
+  makes ultralytics fit its epochs (and lr schedule) to the budget; predictions at ``conf=0.001``,
+  ``max_det=100`` for mAP, as its validator does. It runs in fp32 on CPUs (its default).
+
+    pip install ultralytics
+    python benchmarks/bench_yolov8.py --minutes 10                    # ~25 min on 2 cores
+    python benchmarks/bench_yolov8.py --minutes 1 --train 100 --val 30  # smoke run
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("YOLO_OFFLINE", "1")  # ultralytics: never reach the network
+
+import torch  # noqa: E402
+
+from anchorfree.config import apply_overrides  # noqa: E402
+from anchorfree.data import generate_synthetic_dataset, load_data_spec  # noqa: E402
+from anchorfree.data.coco import read_categories, read_coco_json  # noqa: E402
+from anchorfree.engine.compare import compare, inference_speed  # noqa: E402
+from anchorfree.engine.evaluate import predict_dataset  # noqa: E402
+from anchorfree.engine.checkpoint import load_detector  # noqa: E402
+from anchorfree.evaluation import coco_evaluate  # noqa: E402
+from anchorfree.models.fuse import inference_detector  # noqa: E402
+from anchorfree.presets import get_preset  # noqa: E402
+from anchorfree.runtime import cpu_supports_bf16  # noqa: E402
+
+METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+
+
+# ---- dataset in YOLO's layout ------------------------------------------------------------------
+def write_yolo_dataset(spec, out: Path) -> tuple[Path, list[int]]:
+    """``out/images/{train,val}`` (symlinks) + ``out/labels/{train,val}/*.txt`` (class cx cy w h, 0..1) +
+    ``out/data.yaml``; class ``i`` is the ``i``-th category id in ascending order (anchorfree's labels)."""
+    cat_ids = None
+    for split, ann, images in (("train", spec.train_ann, spec.train_images), ("val", spec.val_ann, spec.val_images)):
+        data = read_coco_json(ann)
+        ids, names = read_categories(data, ann)
+        cat_ids = cat_ids or ids
+        label_of = {c: i for i, c in enumerate(ids)}
+        (out / "images" / split).mkdir(parents=True, exist_ok=True)
+        (out / "labels" / split).mkdir(parents=True, exist_ok=True)
+        lines: dict[int, list[str]] = {img["id"]: [] for img in data["images"]}
+        size = {img["id"]: (img["width"], img["height"]) for img in data["images"]}
+        for a in data["annotations"]:
+            if a.get("iscrowd", 0):
+                continue
+            w_img, h_img = size[a["image_id"]]
+            x, y, w, h = a["bbox"]
+            x1, y1 = max(x, 0.0), max(y, 0.0)
+            x2, y2 = min(x + w, w_img), min(y + h, h_img)
+            if x2 - x1 < 1 or y2 - y1 < 1:
+                continue
+            lines[a["image_id"]].append(f"{label_of[a['category_id']]} {(x1 + x2) / 2 / w_img:.6f} "
+                                        f"{(y1 + y2) / 2 / h_img:.6f} {(x2 - x1) / w_img:.6f} {(y2 - y1) / h_img:.6f}")
+        for img in data["images"]:
+            src = (Path(images) / img["file_name"]).resolve()
+            link = out / "images" / split / src.name
+            if not link.exists():
+                link.symlink_to(src)
+            (out / "labels" / split / f"{src.stem}.txt").write_text("\n".join(lines[img["id"]]))
+    yaml_path = out / "data.yaml"
+    yaml_path.write_text(json.dumps({"path": str(out.resolve()), "train": "images/train", "val": "images/val",
+                                     "names": {i: n for i, n in enumerate(names)}}))
+    return yaml_path, cat_ids
+
+
+# ---- YOLOv8n -----------------------------------------------------------------------------------
+def run_yolov8(spec, work: Path, minutes: float, imgsz: int, batch: int, workers: int) -> dict:
+    from ultralytics import YOLO
+
+    data_yaml, cat_ids = write_yolo_dataset(spec, work / "yolo_data")
+    model = YOLO("yolov8n.yaml")
+    params = sum(p.numel() for p in model.model.parameters())
+    start = time.perf_counter()
+    model.train(data=str(data_yaml), time=minutes / 60, epochs=1000, imgsz=imgsz, batch=batch, workers=workers,
+                device="cpu", pretrained=False, amp=False, plots=False, val=False, project=str(work),
+                name="yolov8n", exist_ok=True, seed=0, deterministic=False, verbose=False)
+    train_minutes = (time.perf_counter() - start) / 60
+    best = work / "yolov8n" / "weights" / "best.pt"
+    model = YOLO(str(best if best.exists() else work / "yolov8n" / "weights" / "last.pt"))
+
+    data = read_coco_json(spec.val_ann)
+    results, per_image_ms = [], []
+    for i, img in enumerate(data["images"]):
+        pred = model.predict(str(Path(spec.val_images) / img["file_name"]), imgsz=imgsz, conf=0.001, iou=0.7,
+                             max_det=100, device="cpu", verbose=False)[0]
+        if i >= 2:
+            per_image_ms.append(pred.speed["inference"] + pred.speed["postprocess"])
+        for (x1, y1, x2, y2), score, cls in zip(pred.boxes.xyxy.tolist(), pred.boxes.conf.tolist(),
+                                                pred.boxes.cls.tolist()):
+            results.append({"image_id": img["id"], "category_id": cat_ids[int(cls)],
+                            "bbox": [x1, y1, x2 - x1, y2 - y1], "score": score})
+    metrics = coco_evaluate(spec.val_ann, results, backend="pycocotools")["metrics"]
+    epochs = _yolo_epochs(work / "yolov8n")
+    return {"name": "yolov8n (ultralytics)", "params": params, "epochs": epochs, "train_minutes": train_minutes,
+            "infer_images_per_s": 1000 / statistics.median(per_image_ms), "infer_fp32_images_per_s": None,
+            "metrics": {k: metrics[k] for k in METRICS}}
+
+
+def _yolo_epochs(run: Path) -> int | None:
+    csv = run / "results.csv"
+    return len(csv.read_text().strip().splitlines()) - 1 if csv.is_file() else None
+
+
+# ---- anchorfree --------------------------------------------------------------------------------
+def run_anchorfree(preset: str, overrides: list[str], spec, work: Path, minutes: float, workers: int) -> dict:
+    cfg = apply_overrides(get_preset(preset), [f"train.workers={workers}", *overrides])
+    entry = compare({preset: cfg}, spec, work / "anchorfree", minutes, progress=False)[0]
+    detector, cfg, _ = load_detector(Path(entry.run) / "best.pt")
+    from anchorfree.engine.evaluate import make_eval_dataset
+
+    dataset = make_eval_dataset(detector, spec.val_ann, spec.val_images, cfg.model.class_names)
+    fast = cpu_supports_bf16()
+    results = predict_dataset(inference_detector(detector, fast), dataset, batch_size=8, workers=workers, fast=fast,
+                              progress=False)
+    metrics = coco_evaluate(spec.val_ann, results, backend="pycocotools")["metrics"]
+    exact = inference_speed(detector, dataset, fast=False)
+    return {"name": f"anchorfree {preset}", "params": entry.params, "epochs": entry.epochs,
+            "train_minutes": entry.train_minutes, "infer_images_per_s": entry.infer_images_per_s,
+            "infer_fp32_images_per_s": exact, "metrics": {k: metrics[k] for k in METRICS}}
+
+
+def print_table(rows: list[dict]) -> str:
+    head = ["detector", "params (M)", "epochs", "train min", "infer img/s", "infer fp32 img/s", *METRICS]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    for r in rows:
+        fp32 = r["infer_fp32_images_per_s"]
+        cells = [r["name"], f"{r['params'] / 1e6:.2f}", str(r["epochs"]), f"{r['train_minutes']:.1f}",
+                 f"{r['infer_images_per_s']:.1f}", "-" if fp32 is None else f"{fp32:.1f}",
+                 *(f"{100 * r['metrics'][k]:.1f}" for k in METRICS)]
+        lines.append("| " + " | ".join(cells) + " |")
+    text = "\n".join(lines)
+    print(text)
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", help="dataset folder or YAML (default: generate the synthetic dataset in --work)")
+    parser.add_argument("--work", default="runs/bench_yolov8", help="working folder (default runs/bench_yolov8)")
+    parser.add_argument("--minutes", type=float, default=10.0, help="training time per detector (default 10)")
+    parser.add_argument("--presets", nargs="+", default=["gfl_shufflenetv2_pan_nano"], help="anchorfree presets")
+    parser.add_argument("--set", dest="overrides", nargs="*", default=[], help="key=value for anchorfree presets")
+    parser.add_argument("--imgsz", type=int, default=320, help="YOLO input size (anchorfree presets: their own)")
+    parser.add_argument("--batch", type=int, default=8, help="YOLO batch size (default 8, as the tiny presets)")
+    parser.add_argument("--workers", type=int, default=2, help="data loading processes for both")
+    parser.add_argument("--train", type=int, default=600, help="synthetic training images (default 600)")
+    parser.add_argument("--val", type=int, default=100, help="synthetic validation images (default 100)")
+    parser.add_argument("--skip-yolo", action="store_true", help="only run the anchorfree presets")
+    args = parser.parse_args(argv)
+
+    work = Path(args.work)
+    data = args.data
+    if data is None:
+        data = work / "synth"
+        if not (data / "data.yaml").is_file():
+            generate_synthetic_dataset(data, num_train=args.train, num_val=args.val, seed=0)
+    spec = load_data_spec(data)
+    print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"bf16: {cpu_supports_bf16()}, budget {args.minutes} min per detector", flush=True)
+    rows = [run_anchorfree(p, args.overrides, spec, work, args.minutes, args.workers) for p in args.presets]
+    if not args.skip_yolo:
+        rows.append(run_yolov8(spec, work, args.minutes, args.imgsz, args.batch, args.workers))
+    table = print_table(rows)
+    (work / "bench_yolov8.json").write_text(json.dumps(rows, indent=2))
+    (work / "bench_yolov8.md").write_text(table + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
