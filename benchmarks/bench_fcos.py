@@ -8,8 +8,9 @@ converted with :func:`anchorfree.interop.torchvision.load_torchvision_fcos` into
 Cases (all square S x S images so torchvision's resize is scale 1.0 with min_size = max_size = S):
 
 * inference: torchvision ``model(list_of_float_images)`` (NCHW fp32, its normal path) vs
-  anchorfree "exact" (``set_channels_last(True)``, fp32, ``predict(uint8 batch)``) and
-  anchorfree "fast" (the same under ``anchorfree.runtime.autocast``: bf16 on CPUs with AVX512-BF16/AMX);
+  anchorfree "exact" (the model as ``anchorfree predict`` runs it, ``models.fuse.inference_detector``:
+  BatchNorm folded into the convs, channels_last, fp32, ``predict(uint8 batch)``) and anchorfree "fast"
+  (the same with bf16 conv weights under ``anchorfree.runtime.autocast``: bf16 on CPUs with AVX512-BF16/AMX);
 * training step (forward + loss + backward + SGD step): torchvision ``sum(model(images, targets).values())``
   vs anchorfree ``sum(model.loss(batch).values())`` in fp32 (channels_last, the engine default) and
   with bf16 autocast.

@@ -8,8 +8,9 @@ norm, 9 anchors x 91 classes per location), converted with
 
 Cases, timing and flags are those of ``bench_fcos.py`` (shared in ``common.py``; this file only
 describes the model): square S x S images (torchvision's resize is scale 1.0), inference with
-torchvision ``model(list_of_float_images)`` (NCHW fp32) vs anchorfree "exact" (channels_last fp32,
-``predict(uint8 batch)``) and "fast" (the same under ``anchorfree.runtime.autocast``), and a
+torchvision ``model(list_of_float_images)`` (NCHW fp32) vs anchorfree "exact" (as ``anchorfree predict``
+runs it: BatchNorm folded, channels_last, fp32, ``predict(uint8 batch)``) and "fast" (the same with bf16
+conv weights under ``anchorfree.runtime.autocast``), and a
 training step (forward + loss + backward + SGD step) in fp32 and with bf16 autocast.
 ratio = torchvision time / anchorfree time (> 1: anchorfree is faster).
 
@@ -24,8 +25,8 @@ not multiples of 128 (800) they are not on P6/P7: torchvision spaces anchors by 
 feature size`` (61 and 114 px at 800) where anchorfree uses the nominal strides 64 and 128, so
 detections from those levels differ.
 
-    python benchmarks/bench_retinanet.py                 # full run (~15 min on 2 idle cores)
-    python benchmarks/bench_retinanet.py --quick         # ~2 min: 640 px, batch 1, train batch 2
+    python benchmarks/bench_retinanet.py                 # full run (est. ~15 min on 2 idle cores; 52 min shared)
+    python benchmarks/bench_retinanet.py --quick         # 640 px, batch 1, train batch 2 (est. ~2 min idle)
     python benchmarks/bench_retinanet.py --profile       # per-stage + per-op breakdown at 640 px, batch 1
     python benchmarks/bench_retinanet.py --profile-only --profile-train   # only the breakdowns
 """

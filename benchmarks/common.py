@@ -35,6 +35,7 @@ import torchvision  # noqa: E402
 import anchorfree  # noqa: E402
 from anchorfree.config import Config, ModelConfig  # noqa: E402
 from anchorfree.models.detector import Detector  # noqa: E402
+from anchorfree.models.fuse import inference_detector  # noqa: E402
 from anchorfree.models.postprocess import batched_nms_all, select_detections  # noqa: E402
 from anchorfree.runtime import autocast, cpu_supports_bf16, mixed_precision_available  # noqa: E402
 from anchorfree.structures import Batch, Detections  # noqa: E402
@@ -262,6 +263,8 @@ def bench_inference(tv, af, size: int, batch: int, args) -> dict:
     af_batch = make_batch(images)
     set_tv_size(tv, size)
     af.set_channels_last(True)
+    # as `anchorfree predict` and the API run it: BatchNorm folded, channels_last, bf16 weights in fast mode
+    af_exact, af_fast = inference_detector(af, fast=False), inference_detector(af, fast=True)
     last = {}  # each variant's latest detections
 
     def tv_fn():
@@ -270,11 +273,11 @@ def bench_inference(tv, af, size: int, batch: int, args) -> dict:
 
     def exact_fn():
         with torch.no_grad():
-            last["exact"] = af.predict(af_batch)
+            last["exact"] = af_exact.predict(af_batch)
 
     def fast_fn():
         with torch.no_grad(), autocast(DEVICE, enabled=True):
-            last["fast"] = af.predict(af_batch)
+            last["fast"] = af_fast.predict(af_batch)
 
     wait_for_idle(args.wait_idle)
     times, background = run_interleaved({"torchvision": tv_fn, "exact": exact_fn, "fast": fast_fn}, args.warmup,
