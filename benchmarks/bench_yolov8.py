@@ -86,19 +86,25 @@ def write_yolo_dataset(spec, out: Path) -> tuple[Path, list[int]]:
 
 
 # ---- YOLOv8n -----------------------------------------------------------------------------------
-def run_yolov8(spec, work: Path, minutes: float, imgsz: int, batch: int, workers: int) -> dict:
+def run_yolov8(spec, work: Path, minutes: float, imgsz: int, batch: int, workers: int,
+               weights: str | None = None) -> dict:
+    """Train YOLOv8n from its yaml for ``minutes`` (or take trained ``weights``) and score it."""
     from ultralytics import YOLO
 
     data_yaml, cat_ids = write_yolo_dataset(spec, work / "yolo_data")
-    model = YOLO("yolov8n.yaml")
+    run = work.resolve() / "yolov8n"  # absolute: ultralytics puts relative projects under its own runs folder
+    train_minutes = None
+    if weights is None:
+        start = time.perf_counter()
+        YOLO("yolov8n.yaml").train(data=str(data_yaml), time=minutes / 60, epochs=1000, imgsz=imgsz, batch=batch,
+                                   workers=workers, device="cpu", pretrained=False, amp=False, plots=False,
+                                   val=False, project=str(run.parent), name=run.name, exist_ok=True, seed=0,
+                                   deterministic=False, verbose=False)
+        train_minutes = (time.perf_counter() - start) / 60
+        weights = str(run / "weights" / "last.pt")
+    run = Path(weights).parent.parent
+    model = YOLO(weights)
     params = sum(p.numel() for p in model.model.parameters())
-    start = time.perf_counter()
-    model.train(data=str(data_yaml), time=minutes / 60, epochs=1000, imgsz=imgsz, batch=batch, workers=workers,
-                device="cpu", pretrained=False, amp=False, plots=False, val=False, project=str(work),
-                name="yolov8n", exist_ok=True, seed=0, deterministic=False, verbose=False)
-    train_minutes = (time.perf_counter() - start) / 60
-    best = work / "yolov8n" / "weights" / "best.pt"
-    model = YOLO(str(best if best.exists() else work / "yolov8n" / "weights" / "last.pt"))
 
     data = read_coco_json(spec.val_ann)
     results, per_image_ms = [], []
@@ -112,15 +118,21 @@ def run_yolov8(spec, work: Path, minutes: float, imgsz: int, batch: int, workers
             results.append({"image_id": img["id"], "category_id": cat_ids[int(cls)],
                             "bbox": [x1, y1, x2 - x1, y2 - y1], "score": score})
     metrics = coco_evaluate(spec.val_ann, results, backend="pycocotools")["metrics"]
-    epochs = _yolo_epochs(work / "yolov8n")
-    return {"name": "yolov8n (ultralytics)", "params": params, "epochs": epochs, "train_minutes": train_minutes,
+    epochs, logged_minutes = _yolo_epochs(run)
+    return {"name": "yolov8n (ultralytics)", "params": params, "epochs": epochs,
+            "train_minutes": train_minutes if train_minutes is not None else logged_minutes,
             "infer_images_per_s": 1000 / statistics.median(per_image_ms), "infer_fp32_images_per_s": None,
             "metrics": {k: metrics[k] for k in METRICS}}
 
 
-def _yolo_epochs(run: Path) -> int | None:
+def _yolo_epochs(run: Path) -> tuple[int | None, float | None]:
+    """Epochs and training minutes from ultralytics' ``results.csv`` (its ``time`` column is seconds)."""
     csv = run / "results.csv"
-    return len(csv.read_text().strip().splitlines()) - 1 if csv.is_file() else None
+    if not csv.is_file():
+        return None, None
+    header, *rows = [line.split(",") for line in csv.read_text().strip().splitlines()]
+    column = [h.strip() for h in header].index("time") if "time" in [h.strip() for h in header] else None
+    return len(rows), (float(rows[-1][column]) / 60 if column is not None and rows else None)
 
 
 # ---- anchorfree --------------------------------------------------------------------------------
@@ -146,7 +158,7 @@ def print_table(rows: list[dict]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for r in rows:
         fp32 = r["infer_fp32_images_per_s"]
-        cells = [r["name"], f"{r['params'] / 1e6:.2f}", str(r["epochs"]), f"{r['train_minutes']:.1f}",
+        cells = [r["name"], f"{r['params'] / 1e6:.2f}", str(r["epochs"]), ("-" if r["train_minutes"] is None else f"{r['train_minutes']:.1f}"),
                  f"{r['infer_images_per_s']:.1f}", "-" if fp32 is None else f"{fp32:.1f}",
                  *(f"{100 * r['metrics'][k]:.1f}" for k in METRICS)]
         lines.append("| " + " | ".join(cells) + " |")
@@ -168,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train", type=int, default=600, help="synthetic training images (default 600)")
     parser.add_argument("--val", type=int, default=100, help="synthetic validation images (default 100)")
     parser.add_argument("--skip-yolo", action="store_true", help="only run the anchorfree presets")
+    parser.add_argument("--yolo-weights", help="score these trained YOLOv8n weights instead of training one")
     args = parser.parse_args(argv)
 
     work = Path(args.work)
@@ -181,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
           f"bf16: {cpu_supports_bf16()}, budget {args.minutes} min per detector", flush=True)
     rows = [run_anchorfree(p, args.overrides, spec, work, args.minutes, args.workers) for p in args.presets]
     if not args.skip_yolo:
-        rows.append(run_yolov8(spec, work, args.minutes, args.imgsz, args.batch, args.workers))
+        rows.append(run_yolov8(spec, work, args.minutes, args.imgsz, args.batch, args.workers, args.yolo_weights))
     table = print_table(rows)
     (work / "bench_yolov8.json").write_text(json.dumps(rows, indent=2))
     (work / "bench_yolov8.md").write_text(table + "\n")
