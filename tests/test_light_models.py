@@ -208,3 +208,11 @@ def test_light_preset_trains_and_predicts(name):
     for det, (h, w) in zip(detections, batch.image_sizes.tolist()):
         assert len(det.boxes) > 0 and bool((det.labels < 3).all())
         assert bool((det.boxes[:, 2] <= w).all() and (det.boxes[:, 3] <= h).all() and (det.boxes >= 0).all())
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v3_large", "efficientnet_b0"])
+def test_trained_batchnorm_uses_momentum_0_1(name):
+    # torchvision builds these with momentum 0.01; running statistics must follow a short detection run
+    body = build_backbone(BackboneConfig(name=name, norm="bn", frozen_stages=0))
+    norms = [m for m in body.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and all(m.momentum == 0.1 for m in norms)
