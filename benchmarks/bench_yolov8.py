@@ -37,15 +37,13 @@ import torch  # noqa: E402
 from anchorfree.config import apply_overrides  # noqa: E402
 from anchorfree.data import generate_synthetic_dataset, load_data_spec  # noqa: E402
 from anchorfree.data.coco import read_categories, read_coco_json  # noqa: E402
-from anchorfree.engine.compare import compare, inference_speed  # noqa: E402
-from anchorfree.engine.evaluate import predict_dataset  # noqa: E402
+from anchorfree.engine.compare import METRICS, compare, inference_speed  # noqa: E402
+from anchorfree.engine.evaluate import make_eval_dataset, predict_dataset  # noqa: E402
 from anchorfree.engine.checkpoint import load_detector  # noqa: E402
 from anchorfree.evaluation import coco_evaluate  # noqa: E402
 from anchorfree.models.fuse import inference_detector  # noqa: E402
 from anchorfree.presets import get_preset  # noqa: E402
 from anchorfree.runtime import cpu_supports_bf16  # noqa: E402
-
-METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 
 
 # ---- dataset in YOLO's layout ------------------------------------------------------------------
@@ -140,8 +138,6 @@ def run_anchorfree(preset: str, overrides: list[str], spec, work: Path, minutes:
     cfg = apply_overrides(get_preset(preset), [f"train.workers={workers}", *overrides])
     entry = compare({preset: cfg}, spec, work / "anchorfree", minutes, progress=False)[0]
     detector, cfg, _ = load_detector(Path(entry.run) / "best.pt")
-    from anchorfree.engine.evaluate import make_eval_dataset
-
     dataset = make_eval_dataset(detector, spec.val_ann, spec.val_images, cfg.model.class_names)
     fast = cpu_supports_bf16()
     results = predict_dataset(inference_detector(detector, fast), dataset, batch_size=8, workers=workers, fast=fast,
