@@ -81,6 +81,9 @@ class HeadConfig:
     # priors
     strides: list[int] = field(default_factory=lambda: [8, 16, 32, 64, 128])
     prior_offset: float = 0.5  # prior center = (index + offset) * stride; torchvision uses 0
+    prior_stride: str = "nominal"  # nominal: the level's stride | padded_input: padded input size // map size
+    #                                per axis (torchvision's AnchorGenerator; differs where the input is not a
+    #                                multiple of the largest stride, e.g. 800 // 13 = 61 on P6)
     # FCOS box regression (Tian et al. 2019)
     norm_on_bbox: bool = True  # regress (l, t, r, b) in units of the level's stride
     bbox_activation: str = "relu"  # relu | exp

@@ -34,13 +34,15 @@ def _fcos_resnet(depth: int) -> Callable[[], Config]:
 
 
 def fcos_r50_fpn_torchvision() -> Config:
-    """FCOS in torchvision's conventions (``fcos_resnet50_fpn``, 39.2 AP): points at offset 0, no
-    per-level scale, open scale ranges, unweighted GIoU, ``sqrt(cls*ctr)`` > 0.2, 91 classes."""
+    """FCOS in torchvision's conventions (``fcos_resnet50_fpn``, 39.2 AP): points at offset 0 spaced by
+    padded input size // map size, no per-level scale, open scale ranges, unweighted GIoU,
+    ``sqrt(cls*ctr)`` > 0.2, 91 classes."""
     cfg = fcos_r50_fpn()
     cfg.model.name = "fcos_r50_fpn_torchvision"
     cfg.model.num_classes = 91
     h = cfg.model.head
     h.prior_offset = 0.0
+    h.prior_stride = "padded_input"
     h.scale_per_level = False
     h.bbox_activation = "relu"
     h.norm_on_bbox = True
@@ -128,7 +130,8 @@ def retinanet_r50_fpn() -> Config:
 def retinanet_r50_fpn_torchvision() -> Config:
     """RetinaNet in torchvision's conventions (``retinanet_resnet50_fpn``, 36.4 AP): P6/P7 from P5
     (``LastLevelP6P7(256, 256)``) with ReLU before P7, anchors of sizes ``(x, int(x*2**(1/3)),
-    int(x*2**(2/3)))`` for x in 32..512 with rounded half-sizes at offset 0, Matcher with
+    int(x*2**(2/3)))`` for x in 32..512 with rounded half-sizes at offset 0 spaced by padded input
+    size // map size, Matcher with
     low-quality matches ('argmax'), L1 loss, losses normalised per image then averaged, NMS 0.5,
     score 0.05, 300 detections per image, 91 classes.
 
@@ -143,6 +146,7 @@ def retinanet_r50_fpn_torchvision() -> Config:
     m.neck.relu_before_extra = True
     h.anchor_sizes = [[x, int(x * 2 ** (1.0 / 3)), int(x * 2 ** (2.0 / 3))] for x in (32, 64, 128, 256, 512)]
     h.round_anchors = True
+    h.prior_stride = "padded_input"
     h.low_quality_matches = "argmax"
     h.loss_normalizer = "image"
     h.max_detections = 300

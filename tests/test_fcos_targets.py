@@ -6,7 +6,8 @@ import torch
 
 from anchorfree.config import HeadConfig
 from anchorfree.models.fcos import FCOSHead, fcos_assign
-from anchorfree.models.priors import Priors, grid_priors
+from anchorfree.errors import ConfigError
+from anchorfree.models.priors import Priors, grid_priors, grid_spacing
 
 FCOS_RANGES = torch.tensor([[-1, 64], [64, 128], [128, 256], [256, 512], [512, 1e8]], dtype=torch.float32)
 CPU = torch.device("cpu")
@@ -33,6 +34,26 @@ def hand_priors(points, strides, levels):
     counts = [levels.count(level) for level in range(max(levels) + 1)]
     return Priors(torch.tensor(points, dtype=torch.float32), torch.tensor(strides, dtype=torch.float32),
                   torch.tensor(levels), counts)
+
+
+# ---- prior spacing --------------------------------------------------------------------------
+
+def test_prior_spacing_from_padded_input_as_torchvision():
+    # an 800x1216 batch (multiple of 32, not of 128): P3..P7 maps as the strided convs give them
+    shapes = [(100, 152), (50, 76), (25, 38), (13, 19), (7, 10)]
+    strides = [8, 16, 32, 64, 128]
+    assert grid_spacing(shapes, strides) == [(8, 8), (16, 16), (32, 32), (64, 64), (128, 128)]
+    # torchvision: image_size // grid_size per axis: 800 // 13 = 61, 1216 // 19 = 64, 800 // 7 = 114, 1216 // 10 = 121
+    assert grid_spacing(shapes, strides, "padded_input") == [(8, 8), (16, 16), (32, 32), (61, 64), (114, 121)]
+    priors = grid_priors(shapes, strides, 0.0, CPU, spacing="padded_input")
+    p7 = priors.points[priors.level_index == 4]
+    assert p7[1].tolist() == [121.0, 0.0] and p7[10].tolist() == [0.0, 114.0]
+    assert priors.strides[priors.level_index == 4].unique().tolist() == [128.0]  # regression scale stays nominal
+    # a 768x1024 batch (multiples of 128): both agree
+    shapes = [(96, 128), (48, 64), (24, 32), (12, 16), (6, 8)]
+    assert grid_spacing(shapes, strides, "padded_input") == grid_spacing(shapes, strides)
+    with pytest.raises(ConfigError, match="head.prior_stride"):
+        grid_spacing(shapes, strides, "torchvision")
 
 
 # ---- scale ranges ---------------------------------------------------------------------------

@@ -7,7 +7,10 @@ from anchorfree.interop.torchvision import load_torchvision_fcos
 from anchorfree.presets import fcos_r50_fpn_torchvision
 from anchorfree.structures import Batch
 
-SIZES = [(256, 384), (256, 256)]  # multiples of 32 with min_size=256, max_size=384: no resize
+# min_size=256, max_size=384: no resize. The batch pads to 256x352, not a multiple of 128: P6/P7 are
+# 6 and 3 maps wide, so torchvision spaces their priors by 352 // 6 = 58 and 352 // 3 = 117 px
+# (head.prior_stride=padded_input), not by 64 and 128.
+SIZES = [(256, 352), (256, 256)]
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +35,7 @@ def models():
 def make_batch():
     g = torch.Generator().manual_seed(1)
     images = [torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g) for h, w in SIZES]
-    padded = torch.zeros(len(images), 3, 256, 384, dtype=torch.uint8)
+    padded = torch.zeros(len(images), 3, 256, 352, dtype=torch.uint8)
     for i, img in enumerate(images):
         padded[i, :, : img.shape[1], : img.shape[2]] = img
     targets = [

@@ -106,7 +106,7 @@ class DenseHead(nn.Module):
     def priors(self, outputs: dict[str, list[Tensor]]) -> Priors:
         any_maps = next(iter(outputs.values()))
         shapes = [tuple(m.shape[-2:]) for m in any_maps]
-        return grid_priors(shapes, self.strides, self.cfg.prior_offset, any_maps[0].device)
+        return grid_priors(shapes, self.strides, self.cfg.prior_offset, any_maps[0].device, spacing=self.cfg.prior_stride)
 
     # ---- inference ---------------------------------------------------------------------
     def scores_and_boxes(self, outputs: dict[str, list[Tensor]], priors: Priors) -> tuple[Tensor, Tensor]:

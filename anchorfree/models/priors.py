@@ -26,13 +26,31 @@ class Priors:
     anchors: Tensor | None = None
 
 
+def grid_spacing(shapes: list[tuple[int, int]], strides: list[int], mode: str = "nominal") -> list[tuple[int, int]]:
+    """Per level the ``(y, x)`` distance between neighbouring priors.
+
+    ``nominal``: the level's stride. ``padded_input``: padded input size // map size per axis, as
+    torchvision's ``AnchorGenerator`` does; the padded input size is the first map's size times its
+    stride (the batch is padded to a multiple of it). Both agree when the input is a multiple of the
+    largest stride.
+    """
+    if mode == "nominal":
+        return [(s, s) for s in strides]
+    if mode != "padded_input":
+        raise ConfigError(f"head.prior_stride must be nominal or padded_input, got '{mode}'")
+    height, width = shapes[0][0] * strides[0], shapes[0][1] * strides[0]
+    return [(height // h, width // w) for h, w in shapes]
+
+
 def grid_priors(shapes: list[tuple[int, int]], strides: list[int], offset: float,
-                device: torch.device, dtype: torch.dtype = torch.float32) -> Priors:
-    """Centers ``((j + offset) * s, (i + offset) * s)`` of every cell, row-major like a flattened map."""
+                device: torch.device, dtype: torch.dtype = torch.float32, spacing: str = "nominal") -> Priors:
+    """Centers ``((j + offset) * sx, (i + offset) * sy)`` of every cell, row-major like a flattened map,
+    with ``(sy, sx)`` from :func:`grid_spacing` (the level's stride unless ``spacing='padded_input'``).
+    ``strides`` stays the nominal stride of each prior's level (it scales regression targets)."""
     points, point_strides, levels, counts = [], [], [], []
-    for level, ((h, w), s) in enumerate(zip(shapes, strides)):
-        ys = (torch.arange(h, device=device, dtype=dtype) + offset) * s
-        xs = (torch.arange(w, device=device, dtype=dtype) + offset) * s
+    for level, ((h, w), s, (sy, sx)) in enumerate(zip(shapes, strides, grid_spacing(shapes, strides, spacing))):
+        ys = (torch.arange(h, device=device, dtype=dtype) + offset) * sy
+        xs = (torch.arange(w, device=device, dtype=dtype) + offset) * sx
         yy, xx = torch.meshgrid(ys, xs, indexing="ij")
         points.append(torch.stack((xx.reshape(-1), yy.reshape(-1)), dim=-1))
         point_strides.append(torch.full((h * w,), float(s), device=device, dtype=dtype))
