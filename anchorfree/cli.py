@@ -21,6 +21,12 @@ EPILOG = """examples:
 """
 
 
+def _add_threads(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=int, default=0, metavar="N",
+                        help="CPU threads for torch (default: one per core). On a machine shared with other jobs, "
+                             "fewer threads than cores avoid oversubscription, which can slow each step several times")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="anchorfree", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
@@ -57,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, help="run folder to create (or to continue with --resume)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
     train.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to train.log)")
+    _add_threads(train)
     train.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
 
     ev = sub.add_parser("eval", help="COCO-evaluate a checkpoint",
@@ -71,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--backend", choices=["faster", "pycocotools"], default="faster",
                     help="COCO metrics implementation (identical numbers; faster-coco-eval is quicker)")
     ev.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    _add_threads(ev)
 
     pr = sub.add_parser("predict", help="detect objects in images and draw them",
                         description="Run a checkpoint on images or folders of images; writes results.json (COCO "
@@ -83,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--fast", choices=["auto", "on", "off"], default="auto",
                     help="bf16/AMP inference (default: on where the hardware supports it)")
     pr.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    _add_threads(pr)
 
     sub.add_parser("models", help="list model presets", description="List the model presets that `train` accepts.")
 
@@ -107,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="key=value",
                      help="overrides applied to every model, e.g. --set train.batch_size=16 input.min_size=256")
     cmp.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_threads(cmp)
     return parser
 
 
@@ -282,6 +292,12 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {"data": cmd_data, "train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "models": cmd_models,
                 "bench": cmd_bench}
     try:
+        if getattr(args, "threads", 0) < 0:
+            raise AnchorfreeError(f"--threads must be a positive number of threads, got {args.threads}")
+        if getattr(args, "threads", 0):
+            import torch
+
+            torch.set_num_threads(args.threads)
         handlers[args.command](args)
     except AnchorfreeError as e:
         print(f"error: {_clean_message(str(e))}", file=sys.stderr)

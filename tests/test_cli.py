@@ -5,6 +5,7 @@ import json
 import shutil
 
 import pytest
+import torch
 
 from anchorfree.cli import main
 from anchorfree.config import save_config
@@ -35,8 +36,13 @@ def test_train_eval_predict(trained_run, small_synth, tmp_path, capsys):
     assert len(metrics["metrics"]) == 12
 
     pred_dir = tmp_path / "pred"
-    assert main(["predict", str(trained_run / "best.pt"), str(small_synth / "val" / "images"), "--limit", "3",
-                 "--out", str(pred_dir), "--score-thresh", "0.0", "--fast", "off"]) == 0
+    threads = torch.get_num_threads()
+    try:
+        assert main(["predict", str(trained_run / "best.pt"), str(small_synth / "val" / "images"), "--limit", "3",
+                     "--out", str(pred_dir), "--score-thresh", "0.0", "--fast", "off", "--threads", "1"]) == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
     drawn = sorted(p.name for p in pred_dir.glob("*.jpg"))
     assert len(drawn) == 3
     results = json.loads((pred_dir / "results.json").read_text())
