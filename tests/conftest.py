@@ -9,6 +9,7 @@ import torch
 from anchorfree.config import Config
 from anchorfree.data import generate_synthetic_dataset
 from anchorfree.presets import get_preset
+from anchorfree.structures import Batch
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
@@ -33,3 +34,21 @@ def micro_config() -> Config:
     t.batch_size, t.epochs, t.workers, t.warmup_iters, t.log_interval = 4, 2, 0, 4, 2
     t.augment.color_jitter = 0.0
     return cfg
+
+
+# min_size=256, max_size=384: torchvision does not resize these. The batch pads to 256x352, not a
+# multiple of 128: P6/P7 are 6 and 3 maps wide, so torchvision spaces their priors by 352 // 6 = 58
+# and 352 // 3 = 117 px (head.prior_stride=padded_input), not by 64 and 128.
+PARITY_SIZES = [(256, 352), (256, 256)]
+
+
+def parity_batch(targets: list[dict[str, torch.Tensor]]) -> tuple[list[torch.Tensor], Batch]:
+    """Random uint8 images of ``PARITY_SIZES`` (seeded), as a list for torchvision and as anchorfree's
+    padded :class:`Batch` with ``targets``."""
+    g = torch.Generator().manual_seed(1)
+    images = [torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g) for h, w in PARITY_SIZES]
+    padded = torch.zeros(len(images), 3, 256, 352, dtype=torch.uint8)
+    for i, img in enumerate(images):
+        padded[i, :, : img.shape[1], : img.shape[2]] = img
+    sizes = torch.tensor(PARITY_SIZES)
+    return images, Batch(padded, sizes, targets, orig_sizes=sizes.clone())

@@ -6,12 +6,9 @@ from torchvision.models.detection import retinanet_resnet50_fpn, retinanet_resne
 
 from anchorfree.interop.torchvision import load_torchvision_retinanet
 from anchorfree.presets import retinanet_r50_fpn_torchvision, retinanet_r50_fpn_v2_torchvision
-from anchorfree.structures import Batch
 
-# min_size=256, max_size=384: no resize. The batch pads to 256x352, not a multiple of 128: P6/P7 are
-# 6 and 3 maps wide, so torchvision spaces their priors by 352 // 6 = 58 and 352 // 3 = 117 px
-# (head.prior_stride=padded_input), not by 64 and 128.
-SIZES = [(256, 352), (256, 256)]
+from conftest import parity_batch
+
 BUILDERS = {"v1": (retinanet_resnet50_fpn, retinanet_r50_fpn_torchvision),
             "v2": (retinanet_resnet50_fpn_v2, retinanet_r50_fpn_v2_torchvision)}
 
@@ -38,19 +35,12 @@ def models(request):
 
 
 def make_batch():
-    g = torch.Generator().manual_seed(1)
-    images = [torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g) for h, w in SIZES]
-    padded = torch.zeros(len(images), 3, 256, 352, dtype=torch.uint8)
-    for i, img in enumerate(images):
-        padded[i, :, : img.shape[1], : img.shape[2]] = img
-    targets = [
+    return parity_batch([
         {"boxes": torch.tensor([[10.0, 20.0, 100.0, 130.0], [40.5, 60.25, 300.0, 250.0], [5.0, 5.0, 30.0, 22.0],
                                 [200.0, 10.0, 340.0, 60.0]]),
          "labels": torch.tensor([1, 3, 6, 0])},
         {"boxes": torch.tensor([[100.0, 80.0, 220.0, 200.0]]), "labels": torch.tensor([2])},
-    ]
-    sizes = torch.tensor(SIZES)
-    return images, Batch(padded, sizes, targets, orig_sizes=sizes.clone())
+    ])
 
 
 def canonical(boxes, scores, labels):
