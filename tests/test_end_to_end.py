@@ -1,9 +1,10 @@
 """End to end: each small preset learns the synthetic shapes on a CPU within a few minutes.
 
 The mAP@0.5 thresholds are far above what an untrained (or broken) model reaches; the FCOS test
-checks that too, on the same data. To keep the suite short, the ResNet-18 RetinaNet preset
-trains with a ResNet-10 body (its anchors, assignment, losses and decoding unchanged); the light
-GFL preset trains as it is.
+checks that too, on the same data. Every head type is covered: FCOS, RetinaNet, ATSS, GFL (the
+nano preset) and GFLv2 (the MobileNetV3 preset). To keep the suite short, the ResNet-18 RetinaNet
+and ATSS presets train with a ResNet-10 body (their anchors, assignment, losses and decoding
+unchanged); the light presets train as they are.
 """
 from __future__ import annotations
 
@@ -50,7 +51,9 @@ def test_tiny_fcos_reaches_map_threshold(shapes, tmp_path):
 # preset, overrides, AP50 threshold (measured after training; untrained models score ~0.00)
 FAMILY = [
     ("retinanet_r18_fpn_tiny", ["backbone.name=resnet10", "epochs=6", "train.lr=0.004"], 0.04),  # reached 0.063
+    ("atss_r18_fpn_tiny", ["backbone.name=resnet10", "epochs=6", "train.lr=0.004"], 0.06),  # reached 0.128
     ("gfl_shufflenetv2_pan_nano", ["epochs=6"], 0.2),  # GFL head + ATSS assignment; reached 0.354
+    ("gflv2_mobilenetv3_pan_nano", ["epochs=6"], 0.09),  # GFLv2 (DGQP); reached 0.184
 ]
 
 
