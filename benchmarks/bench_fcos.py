@@ -33,6 +33,7 @@ is faster). The machinery (timing, cases, profiles, flags) is shared with ``benc
     python benchmarks/bench_fcos.py --quick              # ~1 min: 640 px, batch 1, train batch 2
     python benchmarks/bench_fcos.py --profile            # per-stage + per-op breakdown at 640 px, batch 1
     python benchmarks/bench_fcos.py --sizes 640 --batches 1 8 --train-batches 2 --json out.json
+    python benchmarks/bench_fcos.py --device cuda        # both models on a GPU; "fast" is AMP (bf16) there
 """
 from __future__ import annotations
 

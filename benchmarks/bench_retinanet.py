@@ -29,6 +29,7 @@ detections from those levels differ.
     python benchmarks/bench_retinanet.py --quick         # 640 px, batch 1, train batch 2 (est. ~2 min idle)
     python benchmarks/bench_retinanet.py --profile       # per-stage + per-op breakdown at 640 px, batch 1
     python benchmarks/bench_retinanet.py --profile-only --profile-train   # only the breakdowns
+    python benchmarks/bench_retinanet.py --device cuda   # both models on a GPU; "fast" is AMP (bf16) there
 """
 from __future__ import annotations
 

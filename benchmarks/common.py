@@ -13,7 +13,8 @@ and calls :func:`run`; everything else lives here:
 * cases: :func:`bench_inference`, :func:`bench_training` and the breakdowns :func:`run_profile`,
   :func:`run_train_profile`;
 * report: :func:`environment`, :func:`print_table`, :func:`detection_agreement`;
-* command line: :func:`run` (the flags are the same for every model).
+* command line: :func:`run` (the flags are the same for every model); ``--device cuda`` runs both
+  models on a GPU (timings synchronise the device; "fast" is AMP there).
 """
 from __future__ import annotations
 
@@ -37,11 +38,18 @@ from anchorfree.config import Config, ModelConfig  # noqa: E402
 from anchorfree.models.detector import Detector  # noqa: E402
 from anchorfree.models.fuse import inference_detector  # noqa: E402
 from anchorfree.models.postprocess import batched_nms_all, select_detections  # noqa: E402
-from anchorfree.runtime import autocast, cpu_supports_bf16, mixed_precision_available  # noqa: E402
+from anchorfree.runtime import autocast, autocast_dtype, cpu_supports_bf16, mixed_precision_available  # noqa: E402
 from anchorfree.structures import Batch, Detections  # noqa: E402
 
 NUM_CLASSES = 91  # torchvision's COCO heads
-DEVICE = torch.device("cpu")
+DEVICE = torch.device("cpu")  # set by --device
+
+
+def clock() -> float:
+    """``time.perf_counter()`` after the GPU has finished its queued work (CUDA runs asynchronously)."""
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
+    return time.perf_counter()
 
 # (box coordinates in px, score): an anchorfree detection matches a torchvision one with the same
 # label within these tolerances; "exact" (fp32) must match to rounding, "fast" (bf16) to a few px
@@ -92,7 +100,7 @@ def build_models(spec: ModelSpec, score_thresh: float, candidates: int, calib_si
         with torch.no_grad():
             tv.head.classification_head.cls_logits.bias += shift
     af = spec.load(tv.state_dict(), cfg).eval()
-    return tv, af, shift
+    return tv.to(DEVICE), af.to(DEVICE), shift
 
 
 def calibrate_cls_shift(spec: ModelSpec, tv, cfg, score_thresh: float, candidates: int, size: int) -> float:
@@ -144,7 +152,15 @@ def set_tv_size(tv, size: int) -> None:
 def make_batch(images: torch.Tensor, targets=None) -> Batch:
     b, _, h, w = images.shape
     sizes = torch.tensor([[h, w]] * b)
-    return Batch(images, sizes, targets or [], orig_sizes=sizes.clone())
+    return Batch(images, sizes, targets or [], orig_sizes=sizes.clone()).to(DEVICE)
+
+
+def torchvision_inputs(images: torch.Tensor, targets=None):
+    """torchvision's API: a list of float 0..1 images (and target dicts) on the device."""
+    tv_images = [img.to(DEVICE).float() / 255.0 for img in images]
+    if targets is None:
+        return tv_images
+    return tv_images, [{k: v.to(DEVICE) for k, v in t.items()} for t in targets]
 
 
 def detection_agreement(expected: dict[str, torch.Tensor], got: Detections, px: float, score: float) -> float:
@@ -218,10 +234,10 @@ def run_interleaved(fns: dict[str, Callable[[], object]], warmup: int, min_repea
     average number of cores other processes used during the timed rounds.
     """
     for w in range(max(warmup, 1)):
-        t0 = time.perf_counter()
+        t0 = clock()
         for fn in fns.values():
             fn()
-        per_round = time.perf_counter() - t0
+        per_round = clock() - t0
         if per_round > budget_s / 3:
             break
     repeats = int(max(min_repeats, min(max_repeats, budget_s // max(per_round, 1e-9))))
@@ -229,9 +245,9 @@ def run_interleaved(fns: dict[str, Callable[[], object]], warmup: int, min_repea
     mon = CpuMonitor().start()
     for _ in range(repeats):
         for name, fn in fns.items():
-            t0 = time.perf_counter()
+            t0 = clock()
             fn()
-            times[name].append(time.perf_counter() - t0)
+            times[name].append(clock() - t0)
     background = mon.stop()
     bg = "?" if background is None else f"{background:.2f}"
     log(f"    ({repeats} repeats, background load {bg} cores; "
@@ -244,9 +260,9 @@ def median_time(fn: Callable[[], object], warmup: int = 1, repeats: int = 5) -> 
         fn()
     times = []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = clock()
         fn()
-        times.append(time.perf_counter() - t0)
+        times.append(clock() - t0)
     return statistics.median(times)
 
 
@@ -259,7 +275,7 @@ def summarize(times: list[float]) -> dict:
 # ---------------------------------------------------------------------------------------------
 def bench_inference(tv, af, size: int, batch: int, args) -> dict:
     images = random_images(batch, size, seed=size * 100 + batch)
-    tv_images = [img.float() / 255.0 for img in images]  # torchvision's API takes float 0..1 images
+    tv_images = torchvision_inputs(images)
     af_batch = make_batch(images)
     set_tv_size(tv, size)
     af.set_channels_last(True)
@@ -312,13 +328,13 @@ def bench_training(tv_eval, af_eval, size: int, batch: int, args) -> dict:
     opt = {name: sgd(m) for name, m in (("torchvision", tv), ("exact", af_exact), ("fast", af_fast))}
     images = random_images(batch, size, seed=7 + batch)
     targets = random_targets(batch, size, seed=11 + batch)
-    tv_images = [img.float() / 255.0 for img in images]
+    tv_images, tv_targets = torchvision_inputs(images, targets)
     af_batch = make_batch(images, targets)
     losses = {}
 
     def tv_fn():
         opt["torchvision"].zero_grad(set_to_none=True)
-        loss = sum(tv(tv_images, [dict(t) for t in targets]).values())
+        loss = sum(tv(tv_images, [dict(t) for t in tv_targets]).values())
         loss.backward()
         opt["torchvision"].step()
         losses.setdefault("torchvision", loss.item())
@@ -402,7 +418,7 @@ def profile_anchorfree(af, images: torch.Tensor, channels_last: bool, fast: bool
 
 
 def profile_torchvision(tv, images: torch.Tensor, repeats: int) -> dict[str, float]:
-    tv_images = [img.float() / 255.0 for img in images]
+    tv_images = torchvision_inputs(images)
     set_tv_size(tv, images.shape[-1])
     stages: dict[str, float] = {}
     with torch.no_grad():
@@ -441,16 +457,19 @@ def profile_torchvision(tv, images: torch.Tensor, repeats: int) -> dict[str, flo
 
 
 def op_profile(fn: Callable[[], object], top: int) -> list[dict]:
-    """Self CPU time per aten op of one call (after a warm-up call)."""
+    """Self time per aten op of one call (after a warm-up call): CPU time, or GPU time on CUDA."""
     from torch.profiler import ProfilerActivity, profile
 
     fn()
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    cuda = DEVICE.type == "cuda"
+    with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
         fn()
-    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
-    total = sum(e.self_cpu_time_total for e in events) or 1
-    return [{"op": e.key, "self_ms": e.self_cpu_time_total / 1e3, "pct": 100 * e.self_cpu_time_total / total,
-             "calls": e.count} for e in events[:top]]
+        clock()
+    self_us = (lambda e: e.self_device_time_total) if cuda else (lambda e: e.self_cpu_time_total)
+    events = sorted(prof.key_averages(), key=self_us, reverse=True)
+    total = sum(self_us(e) for e in events) or 1
+    return [{"op": e.key, "self_ms": self_us(e) / 1e3, "pct": 100 * self_us(e) / total, "calls": e.count}
+            for e in events[:top]]
 
 
 def run_train_profile(spec: ModelSpec, tv_eval, af_eval, args) -> dict:
@@ -461,37 +480,37 @@ def run_train_profile(spec: ModelSpec, tv_eval, af_eval, args) -> dict:
     mon = CpuMonitor().start()
     images = random_images(batch, size, seed=7 + batch)
     targets = random_targets(batch, size, seed=11 + batch)
-    tv_images = [img.float() / 255.0 for img in images]
+    tv_images, tv_targets = torchvision_inputs(images, targets)
     af_batch = make_batch(images, targets)
 
     def backward_and_step(loss, opt, t: list[float]) -> list[float]:
         """Finish a step whose parts so far end at the times ``t``; returns the durations of all parts."""
         loss.backward()
-        t.append(time.perf_counter())
+        t.append(clock())
         opt.step()
         opt.zero_grad(set_to_none=True)
-        t.append(time.perf_counter())
+        t.append(clock())
         return [b - a for a, b in zip(t, t[1:])]
 
     def parts_tv(model, opt):
-        t = [time.perf_counter()]
-        il, tgt = model.transform(tv_images, [dict(x) for x in targets])
+        t = [clock()]
+        il, tgt = model.transform(tv_images, [dict(x) for x in tv_targets])
         feats = list(model.backbone(il.tensors).values())
         head_out = model.head(feats)
-        t.append(time.perf_counter())
+        t.append(clock())
         anchors = model.anchor_generator(il, feats)
         losses = spec.torchvision_loss(model, tgt, head_out, anchors, feats)
         loss = sum(losses.values())
-        t.append(time.perf_counter())
+        t.append(clock())
         return backward_and_step(loss, opt, t)
 
     def parts_af(model, opt, fast):
-        t = [time.perf_counter()]
+        t = [clock()]
         with autocast(DEVICE, enabled=fast):
             outputs = model(af_batch.images, af_batch.image_sizes)
-            t.append(time.perf_counter())
+            t.append(clock())
             loss = sum(model.head.loss(outputs, af_batch.targets, af_batch.image_sizes).values())
-        t.append(time.perf_counter())
+        t.append(clock())
         return backward_and_step(loss, opt, t)
 
     variants = {}
@@ -548,7 +567,7 @@ def run_profile(tv, af, args) -> dict:
     ops = {}
     if args.top_ops > 0:
         batch_obj = make_batch(images)
-        tv_images = [img.float() / 255.0 for img in images]
+        tv_images = torchvision_inputs(images)
 
         def af_call(cl, fast):
             def fn():
@@ -567,7 +586,7 @@ def run_profile(tv, af, args) -> dict:
                           ("torchvision (NCHW fp32)", tv_call)):
             rows = op_profile(fn, args.top_ops)
             ops[label] = rows
-            print(f"\ntop ops by self CPU time: {label}")
+            print(f"\ntop ops by self {'GPU' if DEVICE.type == 'cuda' else 'CPU'} time: {label}")
             for r in rows:
                 print(f"  {r['op']:42s}{r['self_ms']:10.1f} ms {r['pct']:5.1f}%  x{r['calls']}")
         af.set_channels_last(True)
@@ -586,7 +605,9 @@ def environment() -> dict:
         "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
         "threads": torch.get_num_threads(), "cpu_bf16": cpu_supports_bf16(),
         "bf16_autocast_active": mixed_precision_available(DEVICE),
-        "mkldnn": torch.backends.mkldnn.is_available(),
+        "mkldnn": torch.backends.mkldnn.is_available(), "device": str(DEVICE),
+        "gpu": torch.cuda.get_device_name(DEVICE) if DEVICE.type == "cuda" else None,
+        "fast_dtype": str(autocast_dtype(DEVICE)),
         "loadavg_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
     }
 
@@ -611,9 +632,9 @@ def print_table(rows: list[dict]) -> None:
         f"fast {r['torchvision']['min_s'] / r['fast']['min_s']:.2f}x" for r in rows))
     print("times: median of the repeats. bg load: cores used by other processes meanwhile (of "
           f"{os.cpu_count()}); * = over 0.2: that row's times are inflated, rerun it on a quiet machine.")
+    fast = f" ({autocast_dtype(DEVICE)})" if mixed_precision_available(DEVICE) else " (no-op: no native bf16 on this CPU)"
     print("ratio = torchvision / anchorfree (> 1: anchorfree faster). exact = channels_last fp32; "
-          "fast = channels_last + anchorfree.runtime.autocast" + (" (bf16)" if mixed_precision_available(DEVICE)
-                                                                   else " (no-op: no native bf16 on this CPU)"))
+          "fast = channels_last + anchorfree.runtime.autocast" + fast)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -636,6 +657,7 @@ def parse_args(spec: ModelSpec, doc: str, argv: list[str] | None) -> argparse.Na
     p.add_argument("--wait-idle", type=float, default=0.0, metavar="S",
                    help="before each case wait up to S seconds for other processes to go idle (shared machines)")
     p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: leave default)")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N: where both models run")
     p.add_argument("--quick", action="store_true",
                    help="640 px, batch 1, train batch 2, 1 warm-up, 3 (inference) / 2 (training) repeats")
     p.add_argument("--no-infer", action="store_true")
@@ -664,14 +686,19 @@ def parse_args(spec: ModelSpec, doc: str, argv: list[str] | None) -> argparse.Na
 
 def run(spec: ModelSpec, doc: str, argv: list[str] | None = None) -> int:
     """The whole benchmark of one model: arguments, environment, cases, table, profiles, JSON."""
+    global DEVICE
     args = parse_args(spec, doc, argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    DEVICE = torch.device(args.device)
+    if DEVICE.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA GPU is visible to torch")
     env = environment()
     print(f"torch {env['torch']}  torchvision {env['torchvision']}  python {env['python']}  "
           f"threads {env['threads']} (cpus {env['cpu_count']})  mkldnn {env['mkldnn']}")
-    print(f"CPU bf16 (AVX512-BF16/AMX): {env['cpu_bf16']}  -> 'fast' uses "
-          f"{'bf16 autocast' if env['bf16_autocast_active'] else 'fp32 (autocast is a no-op)'}  "
+    where = f"GPU {env['gpu']}" if env["gpu"] else f"CPU bf16 (AVX512-BF16/AMX): {env['cpu_bf16']}"
+    print(f"device {env['device']}  {where}  -> 'fast' uses "
+          f"{env['fast_dtype'] + ' autocast' if env['bf16_autocast_active'] else 'fp32 (autocast is a no-op)'}  "
           f"loadavg {env['loadavg_start']}")
     t_start = time.perf_counter()
     tv, af, shift = build_models(spec, args.score_thresh, args.candidates, args.sizes[0] if args.sizes else 640)
