@@ -173,7 +173,7 @@ def write_report(results: list[CompareResult], out: str | Path) -> list[Path]:
                   label=key)
     ax_ap.set_xticks([x + 0.4 - width / 2 for x in range(len(results))], names, rotation=20, ha="right")
     ax_ap.set_ylabel("COCO AP (%)")
-    ax_ap.legend(ncol=3, fontsize=8)
+    ax_ap.legend(ncol=6, fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
     for i, (key, label) in enumerate((("train_images_per_s", "train"), ("infer_images_per_s", "inference"))):
         ax_speed.bar([x + i * 0.4 for x in range(len(results))], [getattr(r, key) for r in results], 0.4,
                      label=label)
