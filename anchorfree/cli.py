@@ -292,12 +292,13 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {"data": cmd_data, "train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "models": cmd_models,
                 "bench": cmd_bench}
     try:
-        if getattr(args, "threads", 0) < 0:
-            raise AnchorfreeError(f"--threads must be a positive number of threads, got {args.threads}")
-        if getattr(args, "threads", 0):
+        threads = getattr(args, "threads", 0)
+        if threads < 0:
+            raise AnchorfreeError(f"--threads must be a positive number of threads, got {threads}")
+        if threads:
             import torch
 
-            torch.set_num_threads(args.threads)
+            torch.set_num_threads(threads)
         handlers[args.command](args)
     except AnchorfreeError as e:
         print(f"error: {_clean_message(str(e))}", file=sys.stderr)

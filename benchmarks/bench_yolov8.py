@@ -128,9 +128,10 @@ def _yolo_epochs(run: Path) -> tuple[int | None, float | None]:
     csv = run / "results.csv"
     if not csv.is_file():
         return None, None
-    header, *rows = [line.split(",") for line in csv.read_text().strip().splitlines()]
-    column = [h.strip() for h in header].index("time") if "time" in [h.strip() for h in header] else None
-    return len(rows), (float(rows[-1][column]) / 60 if column is not None and rows else None)
+    header, *rows = [[cell.strip() for cell in line.split(",")] for line in csv.read_text().strip().splitlines()]
+    if "time" not in header or not rows:
+        return len(rows), None
+    return len(rows), float(rows[-1][header.index("time")]) / 60
 
 
 # ---- anchorfree --------------------------------------------------------------------------------

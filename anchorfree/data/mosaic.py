@@ -191,9 +191,9 @@ class MosaicDetection(Dataset):
             raise ValueError(f"a mosaic needs 4 images, got {len(indices)}")
         s, (cx, cy) = self.size, center
         canvas = torch.full((3, 2 * s, 2 * s), FILL, dtype=torch.uint8)
-        boxes, labels, image_ids = [], [], []
+        boxes, labels = [], []
         for tile, index in enumerate(indices):
-            image, tile_boxes, tile_labels, info = self.dataset.load_sample(index)
+            image, tile_boxes, tile_labels, _ = self.dataset.load_sample(index)
             image, tile_boxes = self.resize(
                 tv_tensors.Image(image),
                 tv_tensors.BoundingBoxes(tile_boxes, format="XYXY", canvas_size=tuple(image.shape[-2:])))
@@ -205,9 +205,8 @@ class MosaicDetection(Dataset):
             canvas[:, y1:y2, x1:x2] = F.crop(image, *crop)
             boxes.append(F.crop(tile_boxes, *crop).as_subclass(Tensor) + torch.tensor([x1, y1, x1, y1]))
             labels.append(tile_labels)
-            image_ids.append(info["id"])
         image, out_boxes, out_labels, _ = self.mosaic_transform(canvas, torch.cat(boxes), torch.cat(labels))
-        target = {"boxes": out_boxes, "labels": out_labels, "image_id": image_ids[0],
+        target = {"boxes": out_boxes, "labels": out_labels, "image_id": self.dataset.get_image_info(indices[0])["id"],
                   "orig_size": torch.tensor([s, s], dtype=torch.int64), "scale": torch.ones(2, dtype=torch.float32)}
         return image, target
 
