@@ -100,16 +100,22 @@ class Model:
 
     @torch.no_grad()
     def __call__(self, images: ImageLike | list[ImageLike], score_thresh: float | None = None,
-                 batch_size: int = 8) -> Prediction | list[Prediction]:
-        """Detect objects; one :class:`Prediction` per image (a list when given a list)."""
+                 batch_size: int = 8, **options: Any) -> Prediction | list[Prediction]:
+        """Detect objects; one :class:`Prediction` per image (a list when given a list).
+
+        ``score_thresh`` and the other keyword ``options`` (``nms="agnostic"``, ``nms_thresh``,
+        ``max_detections``, ``flip_test`` for CenterNet…) apply to this call only; the model itself is not
+        changed, so one :class:`Model` can serve concurrent calls with different options."""
+        options = {"score_thresh": score_thresh, **options}
+        self.detector.head.inference_options(**options)  # a wrong option fails before any image is read
         single = not isinstance(images, (list, tuple))
         items = [images] if single else list(images)
         results: list[Prediction] = []
         for start in range(0, len(items), batch_size):
-            results += self._predict_batch(items[start:start + batch_size], score_thresh)
+            results += self._predict_batch(items[start:start + batch_size], options)
         return results[0] if single else results
 
-    def _predict_batch(self, items: list[ImageLike], score_thresh: float | None) -> list[Prediction]:
+    def _predict_batch(self, items: list[ImageLike], options: dict[str, Any]) -> list[Prediction]:
         samples = []
         for image in items:
             image = to_uint8_chw(image)
@@ -118,15 +124,8 @@ class Model:
             samples.append((resized, {"boxes": empty, "labels": torch.zeros(0, dtype=torch.long), "image_id": -1,
                                       "orig_size": torch.tensor(image.shape[-2:]), "scale": scale}))
         batch = collate(samples, self.config.model.input.size_divisor).to(self.device)
-        head_cfg = self.detector.head.cfg
-        default_thresh = head_cfg.score_thresh
-        if score_thresh is not None:
-            head_cfg.score_thresh = score_thresh
-        try:
-            with autocast(self.device, enabled=self.fast):
-                dets = self.detector.predict(batch)
-        finally:
-            head_cfg.score_thresh = default_thresh
+        with autocast(self.device, enabled=self.fast):
+            dets = self.detector.predict(batch, **options)
         out = []
         for det in dets:
             det = det.to("cpu")

@@ -27,6 +27,25 @@ def _add_threads(parser: argparse.ArgumentParser) -> None:
                              "fewer threads than cores avoid oversubscription, which can slow each step several times")
 
 
+def _add_inference_options(parser: argparse.ArgumentParser, score_default: float | None) -> None:
+    """Inference options of the head, for this run only (defaults: the model's config)."""
+    g = parser.add_argument_group("inference options (default: the model's config)")
+    g.add_argument("--score-thresh", type=float, default=score_default, metavar="S",
+                   help="minimum score of a detection" + (f" (default {score_default})" if score_default is not None
+                                                          else ""))
+    g.add_argument("--nms", choices=["classwise", "agnostic", "soft_gaussian", "soft_linear", "none"],
+                   help="suppression: hard NMS per class or across classes, Gaussian/linear soft-NMS, or none")
+    g.add_argument("--nms-thresh", type=float, metavar="IOU", help="IoU threshold of hard NMS / linear soft-NMS")
+    g.add_argument("--max-det", type=int, metavar="N", help="detections kept per image")
+    g.add_argument("--flip-test", action="store_true", default=None,
+                   help="average the predictions of each image and its mirror image (CenterNet)")
+
+
+def _inference_options(args: argparse.Namespace) -> dict:
+    return {"score_thresh": args.score_thresh, "nms": args.nms, "nms_thresh": args.nms_thresh,
+            "max_detections": args.max_det, "flip_test": args.flip_test}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="anchorfree", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
@@ -78,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--backend", choices=["faster", "pycocotools"], default="faster",
                     help="COCO metrics implementation (identical numbers; faster-coco-eval is quicker)")
     ev.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    _add_inference_options(ev, None)
     _add_threads(ev)
 
     pr = sub.add_parser("predict", help="detect objects in images and draw them",
@@ -86,11 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("checkpoint", help="run folder or .pt file")
     pr.add_argument("images", nargs="+", help="image files or folders")
     pr.add_argument("--out", required=True, help="output folder")
-    pr.add_argument("--score-thresh", type=float, default=0.3, help="minimum score to keep and draw (default 0.3)")
     pr.add_argument("--limit", type=int, default=0, help="process at most this many images (default: all)")
     pr.add_argument("--fast", choices=["auto", "on", "off"], default="auto",
                     help="bf16/AMP inference (default: on where the hardware supports it)")
     pr.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    _add_inference_options(pr, 0.3)
     _add_threads(pr)
 
     sub.add_parser("models", help="list model presets", description="List the model presets that `train` accepts.")
@@ -220,7 +240,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     model = inference_detector(model.to(select_device(args.device)), args.fast)
     with torch.inference_mode():
         result = evaluate_dataset(model, dataset, args.batch_size, args.workers, fast=args.fast,
-                                  backend=args.backend)
+                                  backend=args.backend, **_inference_options(args))
     print(format_metrics_table(result))
     out = Path(ckpt["path"]).parent / "metrics.json"
     save_metrics(result, out)
@@ -236,6 +256,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
     fast = {"auto": None, "on": True, "off": False}[args.fast]
     model = Model(args.checkpoint, device=args.device, fast=fast)
+    options = _inference_options(args)
     paths = _collect_images(args.images)
     if args.limit:
         paths = paths[: args.limit]
@@ -244,7 +265,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
     results, total = [], 0
     for image_id, path in enumerate(tqdm(paths, desc="predict", unit="img"), start=1):
         image = to_uint8_chw(path)
-        pred = model(image, score_thresh=args.score_thresh)
+        pred = model(image, **options)
         results += [dict(r, file_name=str(path)) for r in pred.to_coco(image_id)]
         drawn = draw_detections(image, Detections(pred.boxes, pred.scores, pred.labels), model.class_names)
         save_image(drawn, out / f"{path.stem}.jpg")

@@ -6,12 +6,14 @@ when exactly one section has a field of that name.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
+import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, ClassVar, get_type_hints
 
 import yaml
 
@@ -48,6 +50,12 @@ class BackboneConfig:
     weights: str | None = None
     frozen_stages: int = 1  # 0: nothing frozen, 1: stem + layer1 (as in the references), ... 4
     out_levels: list[int] = field(default_factory=lambda: [3, 4, 5])  # C3..C5 (stride 8..32)
+    # name=hourglass (CornerNet's HG-104 by default): stacks of recursive hourglass modules, each stack a map
+    hourglass_stacks: int = 2
+    hourglass_depth: int = 5  # down-samplings inside one hourglass module
+    hourglass_channels: list[int] = field(default_factory=lambda: [256, 256, 384, 384, 384, 512])
+    hourglass_blocks: list[int] = field(default_factory=lambda: [2, 2, 2, 2, 2, 4])
+    hourglass_feat_channels: int = 256
 
 
 @dataclass
@@ -55,7 +63,7 @@ class NeckConfig:
     """FPN producing P3..P7 (Lin et al. 2017; RetinaNet/FCOS add P6, P7 by stride-2 convs), or a slim
     PAN (Liu et al. 2018) with an extra bottom-up path, as nanodet's, for the light presets."""
 
-    type: str = "fpn"  # fpn | pan
+    type: str = "fpn"  # fpn | pan | upconv (CenterNet: one stride-4 map) | none (the backbone's maps: Hourglass)
     out_channels: int = 256
     num_extra_levels: int = 2  # P6, P7 (PAN: stride-2 blocks on its last output)
     extra_from: str = "p5"  # FPN: p5 (FCOS, torchvision) | c5 (RetinaNet paper)
@@ -63,13 +71,45 @@ class NeckConfig:
     block: str = "dwconv"  # PAN block per output: dwconv (dw 3x3-BN-act, pw 1x1-BN-act) | conv (3x3-BN-act) | none
     downsample: str = "interp"  # PAN bottom-up: interp (bilinear, nanodet) | conv (stride-2 block, PANet)
     activation: str = "leaky_relu"  # PAN: relu | leaky_relu (slope 0.1) | hardswish | silu
+    upconv_channels: list[int] = field(default_factory=lambda: [256, 128, 64])  # upconv: channels per stage
+    upconv_kernels: list[int] = field(default_factory=lambda: [4, 4, 4])  # upconv: transposed-conv kernel per stage
+
+
+# ---- heads ----------------------------------------------------------------------------------
+# One section per head type. A head reads every field of its section and nothing else, so an
+# override of a field the chosen head does not read is an error (see :func:`set_field`).
 
 
 @dataclass
 class HeadConfig:
-    """Dense prediction head; fields a given head does not use are ignored by it."""
+    """What every head reads: its type and the inference defaults. The inference fields are defaults
+    only: ``predict(..., score_thresh=0.3, nms="agnostic")`` overrides them per call."""
 
     type: str = "fcos"
+    score_thresh: float = 0.05
+    nms: str = "classwise"  # classwise | agnostic | soft_gaussian | soft_linear | none (see models/postprocess.py)
+    nms_thresh: float = 0.6  # IoU threshold of hard NMS and of linear soft-NMS
+    soft_nms_sigma: float = 0.5  # Gaussian soft-NMS: score *= exp(-IoU^2 / sigma) (mmcv's form)
+    soft_nms_min_score: float = 0.001  # soft-NMS drops boxes whose decayed score falls below this
+    max_detections: int = 100
+
+    INFERENCE_FIELDS: ClassVar[tuple[str, ...]] = ("score_thresh", "nms", "nms_thresh", "soft_nms_sigma",
+                                                   "soft_nms_min_score", "max_detections")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # a head section holds only the fields its head reads: setting another one is a mistake
+        if name not in _field_names(type(self)):
+            raise ConfigError(_unread_message(self.type, name))
+        if name == "type" and "type" in self.__dict__ and value != self.type:
+            raise ConfigError(f"a {self.type} head section cannot become a {value} one in place; use "
+                              f"convert_head(section, '{value}') or the override head.type={value}")
+        object.__setattr__(self, name, value)
+
+
+@dataclass
+class DenseHeadConfig(HeadConfig):
+    """The FPN heads: conv towers shared across levels, priors on every level, top-k per level."""
+
     # towers (shared across levels)
     num_convs: int = 4
     feat_channels: int = 256
@@ -84,58 +124,262 @@ class HeadConfig:
     prior_stride: str = "nominal"  # nominal: the level's stride | padded_input: padded input size // map size
     #                                per axis (torchvision's AnchorGenerator; differs where the input is not a
     #                                multiple of the largest stride, e.g. 800 // 13 = 61 on P6)
-    # FCOS box regression (Tian et al. 2019)
-    norm_on_bbox: bool = True  # regress (l, t, r, b) in units of the level's stride
-    bbox_activation: str = "relu"  # relu | exp
-    scale_per_level: bool = True  # learnable scalar per level multiplying the regression
-    centerness_on_reg: bool = True  # center-ness predicted from the regression tower
-    # FCOS targets
-    regress_ranges: list[list[float]] = field(
-        default_factory=lambda: [[-1, 64], [64, 128], [128, 256], [256, 512], [512, 1e8]]
-    )
-    range_bounds: str = "closed"  # closed: lo <= max(ltrb) <= hi (mmdet) | open: lo < d < hi (torchvision)
-    center_sampling_radius: float = 1.5  # 0 disables center sampling
-    # losses
-    focal_alpha: float = 0.25
-    focal_gamma: float = 2.0
+    # loss weights
     cls_weight: float = 1.0
-    iou_loss: str = "giou"  # giou | iou (-log IoU, UnitBox)
     bbox_weight: float = 1.0
-    bbox_weighting: str = "centerness"  # centerness: weight by center-ness targets (mmdet) | none (torchvision)
-    centerness_weight: float = 1.0
-    # anchors (RetinaNet, ATSS): per level sizes stride * octave_base_scale * 2**(i / scales_per_octave)
+    # inference
+    topk: int = 1000  # candidates per level
+
+    INFERENCE_FIELDS: ClassVar[tuple[str, ...]] = HeadConfig.INFERENCE_FIELDS + ("topk",)
+
+
+@dataclass
+class _AnchorFields:
+    # anchors (RetinaNet, ATSS, GFL): per level sizes stride * octave_base_scale * 2**(i / scales_per_octave)
     octave_base_scale: float = 4.0
     scales_per_octave: int = 3
     anchor_ratios: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])  # h / w
     anchor_sizes: list[list[float]] = field(default_factory=list)  # explicit sizes per level (torchvision)
     round_anchors: bool = False  # round anchor half-sizes (torchvision's AnchorGenerator)
+
+
+@dataclass
+class _DeltaFields:
+    # box deltas (RetinaNet, ATSS): ((dx, dy, dw, dh) - means) / stds, dw/dh clipped at decode
+    delta_means: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0, 0.0])
+    delta_stds: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0, 1.0])
+    delta_clip: float = 4.135166556742356  # log(1000 / 16)
+
+
+@dataclass
+class _FocalFields:
+    focal_alpha: float = 0.25
+    focal_gamma: float = 2.0
+
+
+@dataclass
+class _CenternessFields:
+    # FCOS-style regression branch with center-ness (FCOS, ATSS)
+    scale_per_level: bool = True  # learnable scalar per level multiplying the regression
+    centerness_on_reg: bool = True  # center-ness predicted from the regression tower
+    iou_loss: str = "giou"  # giou | iou (-log IoU, UnitBox)
+    bbox_weighting: str = "centerness"  # centerness: weight by center-ness targets (mmdet) | none (torchvision)
+    centerness_weight: float = 1.0
+    score_mode: str = "mul"  # mul: cls * ctr | sqrt: sqrt(cls * ctr) (torchvision)
+
+
+@dataclass
+class FCOSHeadConfig(_CenternessFields, _FocalFields, DenseHeadConfig):
+    """FCOS (Tian et al. 2019): points regress (l, t, r, b), scale ranges per level, center sampling."""
+
+    type: str = "fcos"
+    norm_on_bbox: bool = True  # regress (l, t, r, b) in units of the level's stride
+    bbox_activation: str = "relu"  # relu | exp
+    regress_ranges: list[list[float]] = field(
+        default_factory=lambda: [[-1, 64], [64, 128], [128, 256], [256, 512], [512, 1e8]]
+    )
+    range_bounds: str = "closed"  # closed: lo <= max(ltrb) <= hi (mmdet) | open: lo < d < hi (torchvision)
+    center_sampling_radius: float = 1.5  # 0 disables center sampling
+
+
+@dataclass
+class RetinaNetHeadConfig(_DeltaFields, _AnchorFields, _FocalFields, DenseHeadConfig):
+    """RetinaNet (Lin et al. 2017): 9 anchors per location, max-IoU assignment, focal + box-delta losses."""
+
+    type: str = "retinanet"
+    norm: str = "none"
+    prior_offset: float = 0.0
+    nms_thresh: float = 0.5
     # max-IoU assignment (RetinaNet, Sec. 4)
     pos_iou_thr: float = 0.5
     neg_iou_thr: float = 0.4
     low_quality_matches: str = "gt"  # gt: a box's best anchors go to it (mmdet) | argmax: they keep their
     #                                  own best box (torchvision) | none
-    # box deltas (RetinaNet, ATSS): ((dx, dy, dw, dh) - means) / stds, dw/dh clipped at decode
-    delta_means: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0, 0.0])
-    delta_stds: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0, 1.0])
-    delta_clip: float = 4.135166556742356  # log(1000 / 16)
-    box_loss: str = "l1"  # l1 | smooth_l1 | giou (RetinaNet)
+    box_loss: str = "l1"  # l1 | smooth_l1 | giou
     loss_normalizer: str = "batch"  # batch: sums / positives of the batch (mmdet) | image: per image, then
     #                                 the mean over images (torchvision RetinaNet)
     smooth_l1_beta: float = 0.11
-    # ATSS (Zhang et al. 2020)
+
+
+@dataclass
+class ATSSHeadConfig(_CenternessFields, _DeltaFields, _AnchorFields, _FocalFields, DenseHeadConfig):
+    """ATSS (Zhang et al. 2020): FCOS's head on one 8·stride anchor, adaptive sample selection."""
+
+    type: str = "atss"
+    prior_offset: float = 0.0
+    octave_base_scale: float = 8.0
+    scales_per_octave: int = 1
+    anchor_ratios: list[float] = field(default_factory=lambda: [1.0])
+    delta_stds: list[float] = field(default_factory=lambda: [0.1, 0.1, 0.2, 0.2])
+    bbox_weight: float = 2.0
     atss_topk: int = 9
-    # GFL (Li et al. 2020) and GFLv2 (Li et al. 2021)
+
+
+@dataclass
+class GFLHeadConfig(_AnchorFields, DenseHeadConfig):
+    """GFL (Li et al. 2020): QFL on the joint class-IoU score, DFL on per-side distributions; ATSS assignment."""
+
+    type: str = "gfl"
+    prior_offset: float = 0.0
+    octave_base_scale: float = 8.0
+    scales_per_octave: int = 1
+    anchor_ratios: list[float] = field(default_factory=lambda: [1.0])
+    bbox_weight: float = 2.0
+    scale_per_level: bool = True
+    iou_loss: str = "giou"
+    atss_topk: int = 9
     reg_max: int = 16
     qfl_beta: float = 2.0
     dfl_weight: float = 0.25
+
+
+@dataclass
+class GFLv2HeadConfig(GFLHeadConfig):
+    """GFLv2 (Li et al. 2021): GFL plus the distribution-guided quality predictor."""
+
+    type: str = "gflv2"
     dgqp_topk: int = 4
     dgqp_channels: int = 64
-    # inference
-    score_mode: str = "mul"  # mul: cls * ctr | sqrt: sqrt(cls * ctr) (torchvision)
-    score_thresh: float = 0.05
-    topk: int = 1000  # candidates per level
-    nms_thresh: float = 0.6
-    max_detections: int = 100
+
+
+@dataclass
+class KeypointHeadConfig(HeadConfig):
+    """The keypoint heads: Gaussian heatmaps on one stride-4 map, peaks instead of priors."""
+
+    nms: str = "none"
+    score_thresh: float = 0.0  # the references keep every decoded box (COCO evaluation takes the best 100)
+    stride: int = 4  # of the one prediction map
+    feat_channels: int = 64  # channels of each branch's 3x3 conv
+    prior_prob: float = 0.1  # heatmap bias init -log((1 - p) / p) = -2.19 (CenterNet, mmdetection)
+    focal_alpha: float = 2.0  # penalty-reduced focal loss (CornerNet Eq. 1)
+    focal_beta: float = 4.0
+    gaussian_radius: str = "corrected"  # corrected (mmdetection) | original (the CornerNet/CenterNet code)
+    gaussian_min_overlap: float = 0.3  # 0.3 with 'corrected' (mmdetection), 0.7 with 'original' (the papers' code)
+    heatmap_weight: float = 1.0
+    offset_weight: float = 1.0
+    topk: int = 100  # peaks kept (CenterNet: over all classes; CornerNet: per corner map)
+    peak_kernel: int = 3  # max-pool window of the peak extraction
+    clip_boxes: bool = True  # clip decoded boxes to the image (mmdetection does not)
+
+    INFERENCE_FIELDS: ClassVar[tuple[str, ...]] = HeadConfig.INFERENCE_FIELDS + ("topk", "peak_kernel", "clip_boxes")
+
+
+@dataclass
+class CenterNetHeadConfig(KeypointHeadConfig):
+    """CenterNet (Zhou et al. 2019): center heatmap per class, w/h and sub-pixel offset at the center."""
+
+    type: str = "centernet"
+    wh_weight: float = 0.1
+    flip_test: bool = False  # average the maps of the image and its mirror image (CenterNet Sec. 5)
+
+    INFERENCE_FIELDS: ClassVar[tuple[str, ...]] = KeypointHeadConfig.INFERENCE_FIELDS + ("flip_test",)
+
+
+@dataclass
+class CornerNetHeadConfig(KeypointHeadConfig):
+    """CornerNet (Law & Deng 2018): corner pooling, top-left/bottom-right heatmaps, embeddings, offsets."""
+
+    type: str = "cornernet"
+    nms: str = "soft_gaussian"
+    nms_thresh: float = 0.5
+    feat_channels: int = 256  # channels of each branch's 3x3 conv (mmdetection's CornerHead: 256)
+    pool_channels: int = 128  # channels inside the corner pooling modules (mmdetection's BiCornerPool: 128)
+    embedding_dim: int = 1
+    pull_weight: float = 0.1
+    push_weight: float = 0.1
+    push_margin: float = 1.0
+    smooth_l1_beta: float = 1.0
+    embedding_threshold: float = 0.5  # a TL/BR pair groups when |e_tl - e_br| <= this
+    num_candidates: int = 1000  # best corner pairs kept before soft-NMS
+
+    INFERENCE_FIELDS: ClassVar[tuple[str, ...]] = KeypointHeadConfig.INFERENCE_FIELDS + (
+        "embedding_threshold", "num_candidates")
+
+
+NMS_MODES = ("classwise", "agnostic", "soft_gaussian", "soft_linear", "none")
+HEAD_CHOICES: dict[str, tuple[str, ...]] = {
+    "nms": NMS_MODES, "norm": ("gn", "bn", "none"), "tower_conv": ("conv", "dwconv"),
+    "activation": ("relu", "leaky_relu", "hardswish", "silu"), "prior_stride": ("nominal", "padded_input"),
+    "bbox_activation": ("relu", "exp"), "range_bounds": ("closed", "open"), "iou_loss": ("giou", "iou"),
+    "bbox_weighting": ("centerness", "none"), "score_mode": ("mul", "sqrt"),
+    "low_quality_matches": ("gt", "argmax", "none"), "box_loss": ("l1", "smooth_l1", "giou"),
+    "loss_normalizer": ("batch", "image"), "gaussian_radius": ("corrected", "original"),
+}
+
+
+def check_head_choices(head: HeadConfig) -> None:
+    """Refuse a head field set to a value outside its choices, naming the field and the choices."""
+    for name, allowed in HEAD_CHOICES.items():
+        value = getattr(head, name, None)
+        if value is not None and value not in allowed:
+            raise ConfigError(f"head.{name} must be one of {', '.join(allowed)}, got {value!r}")
+
+
+HEAD_CONFIGS: dict[str, type[HeadConfig]] = {
+    "fcos": FCOSHeadConfig, "retinanet": RetinaNetHeadConfig, "atss": ATSSHeadConfig, "gfl": GFLHeadConfig,
+    "gflv2": GFLv2HeadConfig, "centernet": CenterNetHeadConfig, "cornernet": CornerNetHeadConfig,
+}
+
+# Every field of the single flat head section that configs written before the per-head sections hold;
+# such a config.yaml loads by dropping the fields its head did not read.
+LEGACY_HEAD_FIELDS = frozenset((
+    "type", "num_convs", "feat_channels", "norm", "gn_groups", "tower_conv", "activation", "prior_prob", "strides",
+    "prior_offset", "prior_stride", "norm_on_bbox", "bbox_activation", "scale_per_level", "centerness_on_reg",
+    "regress_ranges", "range_bounds", "center_sampling_radius", "focal_alpha", "focal_gamma", "cls_weight",
+    "iou_loss", "bbox_weight", "bbox_weighting", "centerness_weight", "octave_base_scale", "scales_per_octave",
+    "anchor_ratios", "anchor_sizes", "round_anchors", "pos_iou_thr", "neg_iou_thr", "low_quality_matches",
+    "delta_means", "delta_stds", "delta_clip", "box_loss", "loss_normalizer", "smooth_l1_beta", "atss_topk",
+    "reg_max", "qfl_beta", "dfl_weight", "dgqp_topk", "dgqp_channels", "score_mode", "score_thresh", "topk",
+    "nms_thresh", "max_detections"))
+
+
+def head_fields(cls: type[HeadConfig]) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+@functools.cache
+def _field_names(cls: type) -> frozenset[str]:
+    return frozenset(f.name for f in dataclasses.fields(cls))
+
+
+def convert_head(head: HeadConfig, head_type: str) -> HeadConfig:
+    """``head`` as a section of another type (what ``head.type=gfl`` on an FCOS preset does): a field both
+    heads read keeps its value where it was changed from the old head's default (e.g. a preset's smaller
+    towers); every other field takes the new head's default."""
+    target = HEAD_CONFIGS.get(head_type)
+    if target is None:
+        raise ConfigError(f"unknown head.type '{head_type}'; available: {', '.join(HEAD_CONFIGS)}")
+    source_default = type(head)()
+    shared = set(head_fields(target)) & set(head_fields(type(head))) - {"type"}
+    changed = {name for name in shared if getattr(head, name) != getattr(source_default, name)}
+    return target(**{name: copy.deepcopy(getattr(head, name)) for name in changed})
+
+
+def _unread_message(head_type: str, key: str) -> str:
+    fields = [f for f in head_fields(HEAD_CONFIGS[head_type]) if f != "type"]
+    close = difflib.get_close_matches(key, fields, n=3)
+    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    readers = [t for t, cls in HEAD_CONFIGS.items() if key in head_fields(cls)]
+    where = f" ('{key}' is read by: {', '.join(readers)})" if readers else ""
+    return (f"the {head_type} head does not read 'head.{key}'{where}.{hint} Fields of the {head_type} head: "
+            f"{', '.join(fields)}")
+
+
+def _head_from_dict(data: dict, where: str) -> HeadConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(f"config section '{where.rstrip('.')}' must be a mapping, got {type(data).__name__}")
+    head_type = data.get("type", "fcos")
+    if head_type not in HEAD_CONFIGS:
+        raise ConfigError(f"unknown {where}type '{head_type}'; available: {', '.join(HEAD_CONFIGS)}")
+    names = set(head_fields(HEAD_CONFIGS[head_type]))
+    if LEGACY_HEAD_FIELDS <= set(data):  # a config.yaml of the flat section: keep what this head reads
+        data = {k: v for k, v in data.items() if k in names}
+    for key in data:
+        if key not in names:
+            raise ConfigError(_unread_message(head_type, key))
+    head = HEAD_CONFIGS[head_type](**data)
+    check_head_choices(head)
+    return head
 
 
 @dataclass
@@ -156,7 +400,7 @@ class ModelConfig:
     class_names: list[str] | None = None
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     neck: NeckConfig = field(default_factory=NeckConfig)
-    head: HeadConfig = field(default_factory=HeadConfig)
+    head: HeadConfig = field(default_factory=FCOSHeadConfig)
     input: InputConfig = field(default_factory=InputConfig)
 
 
@@ -183,7 +427,7 @@ class TrainConfig:
     epochs: int = 12
     batch_size: int = 16
     workers: int = 2
-    optimizer: str = "sgd"  # sgd | adamw
+    optimizer: str = "sgd"  # sgd | adamw | adam
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 1e-4
@@ -221,6 +465,8 @@ def from_dict(cls: type, data: dict, where: str = "") -> Any:
     """Build dataclass ``cls`` from a nested dict, rejecting unknown keys with a suggestion."""
     if not isinstance(data, dict):
         raise ConfigError(f"config section '{where or cls.__name__}' must be a mapping, got {type(data).__name__}")
+    if issubclass(cls, HeadConfig):
+        return _head_from_dict({"type": cls.type, **data}, where)
     hints = get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     kwargs = {}
@@ -228,7 +474,9 @@ def from_dict(cls: type, data: dict, where: str = "") -> Any:
         if key not in names:
             raise ConfigError(_unknown_key_message(f"{where}{key}", key, names))
         sub = hints[key]
-        if dataclasses.is_dataclass(sub):
+        if isinstance(sub, type) and issubclass(sub, HeadConfig):
+            kwargs[key] = _head_from_dict(value or {}, f"{where}{key}.")
+        elif dataclasses.is_dataclass(sub):
             kwargs[key] = from_dict(sub, value or {}, f"{where}{key}.")
         else:
             kwargs[key] = value
@@ -283,8 +531,12 @@ def _resolve_key(cfg: Config, key: str) -> str:
         return found[0]
     if len(found) > 1:
         raise ConfigError(f"override key '{key}' is ambiguous: write one of {', '.join(found)}")
+    leaf = key.rsplit(".", 1)[-1]
+    head = getattr(getattr(cfg, "model", None), "head", None)
+    if isinstance(head, HeadConfig) and any(leaf in head_fields(c) for c in HEAD_CONFIGS.values()):
+        raise ConfigError(_unread_message(head.type, leaf))
     leaves = {p.rsplit(".", 1)[-1] for p in _all_field_paths(cfg)}
-    raise ConfigError(_unknown_key_message(key, key.rsplit(".", 1)[-1], leaves))
+    raise ConfigError(_unknown_key_message(key, leaf, leaves))
 
 
 def _all_field_paths(obj: Any, prefix: str = "") -> list[str]:
@@ -301,15 +553,20 @@ def _all_field_paths(obj: Any, prefix: str = "") -> list[str]:
 def set_field(cfg: Any, dotted: str, value: Any) -> None:
     """Set ``a.b.c`` on nested dataclasses, checking the key exists and the type is plausible."""
     *parents, leaf = dotted.split(".")
-    obj, walked = cfg, ""
+    obj, parent, walked = cfg, None, ""
     for part in parents:
         if not dataclasses.is_dataclass(obj) or part not in {f.name for f in dataclasses.fields(obj)}:
             names = {f.name for f in dataclasses.fields(obj)} if dataclasses.is_dataclass(obj) else set()
             raise ConfigError(_unknown_key_message(walked + part, part, names))
-        obj, walked = getattr(obj, part), f"{walked}{part}."
+        parent, obj, walked = obj, getattr(obj, part), f"{walked}{part}."
     names = {f.name for f in dataclasses.fields(obj)}
     if leaf not in names:
+        if isinstance(obj, HeadConfig):
+            raise ConfigError(_unread_message(obj.type, leaf))
         raise ConfigError(_unknown_key_message(dotted, leaf, names))
+    if isinstance(obj, HeadConfig) and leaf == "type":  # another head: a section of its own fields
+        setattr(parent, parents[-1], convert_head(obj, str(value)))
+        return
     current = getattr(obj, leaf)
     if dataclasses.is_dataclass(current):
         raise ConfigError(f"'{dotted}' is a section; set one of its fields, e.g. {dotted}.{next(iter(vars(current)))}=...")
@@ -322,3 +579,5 @@ def set_field(cfg: Any, dotted: str, value: Any) -> None:
     if isinstance(current, list) and not isinstance(value, list):
         value = [value]
     setattr(obj, leaf, value)
+    if isinstance(obj, HeadConfig):
+        check_head_choices(obj)

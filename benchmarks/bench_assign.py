@@ -13,8 +13,8 @@ import argparse
 import torch
 
 from anchorfree.config import HeadConfig
-from anchorfree.models.atss import atss_assign
-from anchorfree.models.fcos import fcos_assign
+from anchorfree.models.heads.atss import atss_assign
+from anchorfree.models.heads.fcos import fcos_assign
 from anchorfree.models.priors import anchor_priors, grid_priors, level_anchor_shapes
 from common import median_time  # one warm-up call, then the median of the repeats
 

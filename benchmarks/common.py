@@ -405,8 +405,7 @@ def profile_anchorfree(af, images: torch.Tensor, channels_last: bool, fast: bool
             lambda: head.priors({k: [m.float() for m in v] for k, v in outputs.items()}), 1, repeats)
         stages["  scores_and_boxes"] = median_time(lambda: head.scores_and_boxes(out32, priors), 1, repeats)
         stages["  select_detections"] = median_time(
-            lambda: select_detections(lvl_scores, lvl_boxes, sizes, cfg.score_thresh, cfg.topk, cfg.nms_thresh,
-                                      cfg.max_detections), 1, repeats)
+            lambda: select_detections(lvl_scores, lvl_boxes, sizes, cfg), 1, repeats)
         stages["    of which NMS"] = median_time(
             lambda: batched_nms_all(nms_boxes, nms_scores, nms_groups, cfg.nms_thresh), 1, repeats)
         stages["sum of stages"] = sum(stages[k] for k in ("normalize", "backbone", "neck (FPN)", "head convs",

@@ -7,10 +7,10 @@ import statistics
 import pytest
 import torch
 
-from anchorfree.config import HeadConfig
-from anchorfree.models.atss import ATSSHead, atss_assign
+from anchorfree.config import ATSSHeadConfig
+from anchorfree.models.heads.atss import ATSSHead, atss_assign
 from anchorfree.models.priors import anchor_priors, level_anchor_shapes
-from anchorfree.models.dense_head import pad_targets
+from anchorfree.models.heads.dense import pad_targets
 from anchorfree.models.priors import Priors, grid_priors
 from anchorfree.presets import get_preset
 
@@ -18,7 +18,7 @@ CPU = torch.device("cpu")
 STRIDES = [8, 16, 32]
 
 
-def atss_cfg(**kw) -> HeadConfig:
+def atss_cfg(**kw) -> ATSSHeadConfig:
     h = get_preset("atss_r18_fpn_tiny").model.head
     h.strides = list(STRIDES)
     for k, v in kw.items():

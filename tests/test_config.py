@@ -3,7 +3,7 @@ import dataclasses
 
 import pytest
 
-from anchorfree.config import (Config, HeadConfig, TrainConfig, apply_overrides, from_dict, load_config,
+from anchorfree.config import (Config, FCOSHeadConfig, TrainConfig, apply_overrides, from_dict, load_config,
                                save_config, to_dict)
 from anchorfree.errors import ConfigError
 from anchorfree.presets import PRESETS, get_preset
@@ -191,8 +191,8 @@ def test_from_dict_unknown_key_suggests():
         from_dict(Config, {"train": {"epoch": 3}})
     with pytest.raises(ConfigError, match="must be a mapping"):
         from_dict(Config, {"train": [1, 2]})
-    head = from_dict(HeadConfig, {"num_convs": 1, "strides": [8]})
-    assert head == HeadConfig(num_convs=1, strides=[8])
+    head = from_dict(FCOSHeadConfig, {"num_convs": 1, "strides": [8]})
+    assert head == FCOSHeadConfig(num_convs=1, strides=[8])
     assert from_dict(TrainConfig, {}) == TrainConfig()
 
 

@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
-from anchorfree.config import HeadConfig
-from anchorfree.models.fcos import FCOSHead, fcos_assign
+from anchorfree.config import FCOSHeadConfig
+from anchorfree.models.heads.fcos import FCOSHead, fcos_assign
 from anchorfree.errors import ConfigError
 from anchorfree.models.priors import Priors, grid_priors, grid_spacing
 
@@ -288,7 +288,7 @@ def test_brute_force_cases_are_not_trivial():
 # ---- FCOSHead.loss --------------------------------------------------------------------------
 
 def one_level_head(**kw):
-    cfg = HeadConfig(strides=[8], regress_ranges=[[-1, 1e8]], num_convs=0, feat_channels=8, norm="gn",
+    cfg = FCOSHeadConfig(strides=[8], regress_ranges=[[-1, 1e8]], num_convs=0, feat_channels=8, norm="gn",
                      gn_groups=4, center_sampling_radius=0.0, **kw)
     return FCOSHead(cfg, in_channels=8, num_classes=3)
 
@@ -373,7 +373,7 @@ def test_fcos_loss_bbox_zero_for_exact_regression_and_centerness_weighting():
 
 
 def test_fcos_loss_no_boxes_anywhere():
-    cfg = HeadConfig(strides=[8], regress_ranges=[[-1, 1e8]], num_convs=1, feat_channels=8, norm="gn", gn_groups=4)
+    cfg = FCOSHeadConfig(strides=[8], regress_ranges=[[-1, 1e8]], num_convs=1, feat_channels=8, norm="gn", gn_groups=4)
     torch.manual_seed(0)
     head = FCOSHead(cfg, in_channels=6, num_classes=3)
     feats = [torch.randn(2, 6, 4, 5)]

@@ -6,13 +6,13 @@ import torch
 import torch.nn.functional as F
 
 from anchorfree.boxes import aligned_iou
-from anchorfree.config import HeadConfig
+from anchorfree.config import GFLHeadConfig
 from anchorfree.errors import ConfigError
 from anchorfree.losses import box_iou_loss, distribution_focal_loss, quality_focal_loss
-from anchorfree.models.atss import ATSSHead, atss_assign
-from anchorfree.models.dense_head import flatten_levels
+from anchorfree.models.heads.atss import ATSSHead, atss_assign
+from anchorfree.models.heads.dense import flatten_levels
 from anchorfree.models.detector import HEADS, Detector
-from anchorfree.models.gfl import (
+from anchorfree.models.heads.gfl import (
     GFLHead, GFLv2Head, dgqp_features, distance_targets, integral_distance,
 )
 from anchorfree.models.priors import Priors
@@ -108,8 +108,8 @@ def test_integral_one_hot_and_uniform():
     assert integral_distance(uniform, REG_MAX).tolist() == [pytest.approx([REG_MAX / 2] * 4)]
 
 
-def tiny_head_cfg(**kw) -> HeadConfig:
-    h = get_preset("gfl_r18_fpn_tiny").model.head
+def tiny_head_cfg(preset: str = "gfl_r18_fpn_tiny", **kw) -> GFLHeadConfig:
+    h = get_preset(preset).model.head
     h.strides, h.feat_channels, h.num_convs, h.gn_groups = [8, 16, 32], 16, 1, 4
     for k, v in kw.items():
         setattr(h, k, v)
@@ -151,7 +151,7 @@ def test_dgqp_features_topk_and_mean():
 
 def test_gflv2_score_is_cls_times_quality():
     torch.manual_seed(0)
-    head = GFLv2Head(tiny_head_cfg(type="gflv2"), in_channels=8, num_classes=3)
+    head = GFLv2Head(tiny_head_cfg("gflv2_r18_fpn_tiny"), in_channels=8, num_classes=3)
     feats = [torch.randn(2, 8, s, s) for s in (8, 4, 2)]
     outputs = head(feats)
     assert set(outputs) == {"cls", "reg", "quality"}

@@ -12,11 +12,11 @@ from torchvision.ops import FrozenBatchNorm2d
 
 from anchorfree.config import BackboneConfig, NeckConfig
 from anchorfree.errors import CheckpointError, ConfigError
-from anchorfree.models.backbone import BODIES, build_backbone
-from anchorfree.models.dense_head import conv_tower
+from anchorfree.models.backbones import BODIES, build_backbone
+from anchorfree.models.heads.dense import conv_tower
 from anchorfree.models.detector import Detector
-from anchorfree.models.fpn import FPN
-from anchorfree.models.pan import PAN
+from anchorfree.models.necks.fpn import FPN
+from anchorfree.models.necks.pan import PAN
 from anchorfree.presets import get_preset
 from anchorfree.structures import Batch
 

@@ -3,7 +3,14 @@ import pytest
 import torch
 from torchvision.ops import batched_nms, box_iou
 
+from anchorfree.config import DenseHeadConfig
 from anchorfree.models.postprocess import batched_nms_all, select_detections
+
+
+def opts(score_thresh: float, topk: int, nms_thresh: float, max_detections: int, nms: str = "classwise"):
+    """Inference settings as a head config section carries them."""
+    return DenseHeadConfig(score_thresh=score_thresh, topk=topk, nms_thresh=nms_thresh, max_detections=max_detections,
+                           nms=nms)
 
 
 def reference_detections(level_scores, level_boxes, image_sizes, score_thresh, topk, nms_thresh, max_det):
@@ -62,8 +69,8 @@ def test_select_detections_matches_reference(seed, levels):
     level_scores, level_boxes = random_inputs(seed, shapes=shapes)
     image_sizes = torch.tensor([[60, 64], [40, 50], [64, 30]])
     args = dict(score_thresh=0.3, topk=20, nms_thresh=0.5, max_det=100)
-    ours = select_detections(level_scores, level_boxes, image_sizes, args["score_thresh"], args["topk"],
-                             args["nms_thresh"], args["max_det"])
+    ours = select_detections(level_scores, level_boxes, image_sizes,
+                             opts(args["score_thresh"], args["topk"], args["nms_thresh"], args["max_det"]))
     ref = reference_detections(level_scores, level_boxes, image_sizes, **args)
     assert_same(ours, ref)
     # non-trivial: every image kept something, and NMS removed something in the batch
@@ -80,7 +87,7 @@ def test_select_detections_threshold_below_topk():
     # few candidates above the threshold on a level: top-k must not let sub-threshold scores in
     level_scores, level_boxes = random_inputs(7)
     image_sizes = torch.tensor([[64, 64]] * 3)
-    ours = select_detections(level_scores, level_boxes, image_sizes, 0.9, 50, 0.6, 100)
+    ours = select_detections(level_scores, level_boxes, image_sizes, opts(0.9, 50, 0.6, 100))
     ref = reference_detections(level_scores, level_boxes, image_sizes, 0.9, 50, 0.6, 100)
     assert_same(ours, ref)
     assert all((d.scores > 0.9).all() for d in ours)
@@ -91,8 +98,8 @@ def test_max_detections_cap_is_per_image():
     # make image 0 dominate in score: a global cap would starve images 1 and 2
     level_scores[0][0] += 10.0
     image_sizes = torch.tensor([[64, 64]] * 3)
-    uncapped = select_detections(level_scores, level_boxes, image_sizes, 0.05, 1000, 0.5, 10_000)
-    capped = select_detections(level_scores, level_boxes, image_sizes, 0.05, 1000, 0.5, 3)
+    uncapped = select_detections(level_scores, level_boxes, image_sizes, opts(0.05, 1000, 0.5, 10_000))
+    capped = select_detections(level_scores, level_boxes, image_sizes, opts(0.05, 1000, 0.5, 3))
     ref = reference_detections(level_scores, level_boxes, image_sizes, 0.05, 1000, 0.5, 3)
     assert_same(capped, ref)
     assert [len(d) for d in capped] == [3, 3, 3]
@@ -107,13 +114,13 @@ def test_image_without_scores_above_threshold_is_empty():
     for s in level_scores:
         s[1] = s[1] * 0.1  # image 1: every score <= 0.1
     image_sizes = torch.tensor([[64, 64]] * 3)
-    ours = select_detections(level_scores, level_boxes, image_sizes, 0.2, 100, 0.5, 100)
+    ours = select_detections(level_scores, level_boxes, image_sizes, opts(0.2, 100, 0.5, 100))
     assert len(ours[1]) == 0
     assert ours[1].boxes.shape == (0, 4) and ours[1].scores.shape == (0,) and ours[1].labels.shape == (0,)
     assert len(ours[0]) > 0 and len(ours[2]) > 0
     assert_same(ours, reference_detections(level_scores, level_boxes, image_sizes, 0.2, 100, 0.5, 100))
     # nothing above the threshold anywhere: every image empty
-    none = select_detections([s * 0.1 for s in level_scores], level_boxes, image_sizes, 0.2, 100, 0.5, 100)
+    none = select_detections([s * 0.1 for s in level_scores], level_boxes, image_sizes, opts(0.2, 100, 0.5, 100))
     assert [d.boxes.shape for d in none] == [(0, 4)] * 3
 
 
@@ -121,7 +128,7 @@ def test_select_detections_hand_case():
     # 1 image, 1 level, 3 priors, 2 classes; scores [N, C]
     scores = torch.tensor([[[0.9, 0.1], [0.8, 0.7], [0.05, 0.6]]])
     boxes = torch.tensor([[[0.0, 0.0, 10.0, 10.0], [1.0, 0.0, 11.0, 10.0], [-5.0, 20.0, 50.0, 40.0]]])
-    dets = select_detections([scores], [boxes], torch.tensor([[30, 40]]), 0.2, 10, 0.5, 10)[0]
+    dets = select_detections([scores], [boxes], torch.tensor([[30, 40]]), opts(0.2, 10, 0.5, 10))[0]
     # candidates > 0.2: (p0, c0, .9), (p1, c0, .8), (p1, c1, .7), (p2, c1, .6)
     # p0 and p1 boxes: IoU = 90 / 110 = 0.82 > 0.5 -> (p1, c0) suppressed by (p0, c0); class 1 is separate
     # p2 box clipped to w = 40, h = 30: [0, 20, 40, 30]

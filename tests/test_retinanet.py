@@ -9,12 +9,12 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.image_list import ImageList
 from torchvision.ops import box_iou, generalized_box_iou_loss
 
-from anchorfree.config import HeadConfig
+from anchorfree.config import RetinaNetHeadConfig
 from anchorfree.errors import CheckpointError, ConfigError
 from anchorfree.interop.torchvision import convert_torchvision_retinanet
 from anchorfree.models.detector import Detector
 from anchorfree.models.priors import level_anchor_shapes
-from anchorfree.models.retinanet import RetinaNetHead, anchor_gt_ious, max_iou_assign
+from anchorfree.models.heads.retinanet import RetinaNetHead, anchor_gt_ious, max_iou_assign
 from anchorfree.presets import get_preset, retinanet_r50_fpn, retinanet_r50_fpn_torchvision
 from anchorfree.structures import Batch
 
@@ -22,7 +22,7 @@ LN2 = math.log(2.0)
 
 
 def head(num_classes=2, **fields):
-    cfg = HeadConfig(type="retinanet", num_convs=1, feat_channels=8, norm="none")
+    cfg = RetinaNetHeadConfig(num_convs=1, feat_channels=8, norm="none")
     for key, value in fields.items():
         setattr(cfg, key, value)
     return RetinaNetHead(cfg, in_channels=8, num_classes=num_classes)

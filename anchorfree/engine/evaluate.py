@@ -34,8 +34,10 @@ def make_eval_dataset(model: Detector, ann_file, image_dir, class_names=None) ->
 
 @torch.no_grad()
 def predict_dataset(model: Detector, dataset: CocoDetection, batch_size: int = 8, workers: int = 2,
-                    fast: bool = False, progress: bool = True) -> list[dict]:
-    """COCO-format results for every image of ``dataset``."""
+                    fast: bool = False, progress: bool = True, **options: Any) -> list[dict]:
+    """COCO-format results for every image of ``dataset``; ``options`` are inference options of the head
+    (``nms="soft_gaussian"``, ``score_thresh``…)."""
+    model.head.inference_options(**options)  # refuse a wrong option before the loop
     model.eval()
     device = model.device
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
@@ -44,15 +46,17 @@ def predict_dataset(model: Detector, dataset: CocoDetection, batch_size: int = 8
     for batch in tqdm(loader, desc="evaluate", unit="batch", disable=not progress, leave=False):
         batch = batch.to(device, non_blocking=True)
         with autocast(device, enabled=fast):
-            dets = model.predict(batch)
+            dets = model.predict(batch, **options)
         results += detections_to_coco(dets, batch.image_ids, dataset.label_to_cat_id)
     return results
 
 
 def evaluate_dataset(model: Detector, dataset: CocoDetection, batch_size: int = 8, workers: int = 2,
-                     fast: bool = False, progress: bool = True, backend: str = "faster") -> dict[str, Any]:
-    """COCO metrics (the 12 numbers + per-class AP) of ``model`` on ``dataset``."""
-    results = predict_dataset(model, dataset, batch_size, workers, fast, progress)
+                     fast: bool = False, progress: bool = True, backend: str = "faster",
+                     **options: Any) -> dict[str, Any]:
+    """COCO metrics (the 12 numbers + per-class AP) of ``model`` on ``dataset``; ``options`` as
+    :func:`predict_dataset`."""
+    results = predict_dataset(model, dataset, batch_size, workers, fast, progress, **options)
     metrics = coco_evaluate(dataset.coco_json_path, results, backend=backend, class_names=dataset.class_names)
     metrics["num_detections"] = len(results)
     return metrics

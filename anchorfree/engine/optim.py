@@ -31,7 +31,9 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=cfg.lr)
-    raise ConfigError(f"train.optimizer must be sgd or adamw, got '{cfg.optimizer}'")
+    if cfg.optimizer == "adam":  # L2 weight decay in the gradient (CenterNet, CornerNet: Adam, no decay)
+        return torch.optim.Adam(groups, lr=cfg.lr)
+    raise ConfigError(f"train.optimizer must be sgd, adamw or adam, got '{cfg.optimizer}'")
 
 
 def lr_factor(iteration: int, cfg: TrainConfig, iters_per_epoch: int) -> float:

@@ -6,24 +6,17 @@ after normalisation, as torchvision and mmdetection do.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn, Tensor
 
 from ..config import ModelConfig
 from ..errors import ConfigError
 from ..structures import Batch, Detections
-from .atss import ATSSHead
-from .backbone import build_backbone
-from .dense_head import DenseHead
-from .fcos import FCOSHead
-from .fpn import FPN
-from .gfl import GFLHead, GFLv2Head
-from .pan import PAN
-from .retinanet import RetinaNetHead
-
-HEADS: dict[str, type[DenseHead]] = {"fcos": FCOSHead, "retinanet": RetinaNetHead, "atss": ATSSHead, "gfl": GFLHead,
-                                     "gflv2": GFLv2Head}
-NECKS: dict[str, type[FPN] | type[PAN]] = {"fpn": FPN, "pan": PAN}
+from .backbones import build_backbone
+from .heads import HEADS, Head
+from .necks import build_neck
 
 
 class Detector(nn.Module):
@@ -31,15 +24,11 @@ class Detector(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.backbone = build_backbone(cfg.backbone)
-        if cfg.neck.type not in NECKS:
-            raise ConfigError(f"unknown neck.type '{cfg.neck.type}'; available: {', '.join(NECKS)}")
-        self.neck = NECKS[cfg.neck.type](self.backbone.out_channels, cfg.neck)
+        self.neck = build_neck(self.backbone.out_channels, cfg.neck)
         if cfg.head.type not in HEADS:
             raise ConfigError(f"unknown head.type '{cfg.head.type}'; available: {', '.join(HEADS)}")
-        if self.neck.num_levels != len(cfg.head.strides):
-            raise ConfigError(f"the neck gives {self.neck.num_levels} levels but head.strides lists "
-                              f"{len(cfg.head.strides)}: {cfg.head.strides}")
-        self.head = HEADS[cfg.head.type](cfg.head, self.neck.out_channels, cfg.num_classes)
+        self.head: Head = HEADS[cfg.head.type].build(cfg.head, self.neck.out_channels, cfg.num_classes,
+                                                      self.neck.num_levels)
         mean = torch.tensor(cfg.input.mean, dtype=torch.float32).view(1, 3, 1, 1)
         std = torch.tensor(cfg.input.std, dtype=torch.float32).view(1, 3, 1, 1)
         self.register_buffer("pixel_mean", mean, persistent=False)
@@ -72,19 +61,27 @@ class Detector(nn.Module):
         self._channels_last = enabled
         return self.to(memory_format=torch.channels_last if enabled else torch.contiguous_format)
 
-    def forward(self, images: Tensor, image_sizes: Tensor | None = None) -> dict[str, list[Tensor]]:
-        """Raw head maps per level for a batch of uint8/float 0..255 images."""
-        return self.head(self.neck(self.backbone(self.normalize(images, image_sizes))))
+    def forward(self, images: Tensor, image_sizes: Tensor | None = None, flip: bool = False) -> dict[str, list[Tensor]]:
+        """Raw head maps per level for a batch of uint8/float 0..255 images; ``flip`` runs the network on
+        the mirrored (normalised, padded) batch, for flip test-time augmentation."""
+        x = self.normalize(images, image_sizes)
+        if flip:
+            x = x.flip(-1)
+        return self.head(self.neck(self.backbone(x)))
 
     def loss(self, batch: Batch) -> dict[str, Tensor]:
         outputs = self(batch.images, batch.image_sizes)
         return self.head.loss(outputs, batch.targets, batch.image_sizes)
 
     @torch.no_grad()
-    def predict(self, batch: Batch, rescale: bool = True) -> list[Detections]:
-        """Detections per image; with ``rescale`` boxes are mapped to the original image pixels."""
+    def predict(self, batch: Batch, rescale: bool = True, **options: Any) -> list[Detections]:
+        """Detections per image; with ``rescale`` boxes are mapped to the original image pixels. ``options``
+        override the head's inference settings for this call (``score_thresh=0.3``, ``nms="agnostic"``…)."""
+        opts = self.head.inference_options(**options)
         outputs = self(batch.images, batch.image_sizes)
-        detections = self.head.predict(outputs, batch.image_sizes)
+        if getattr(opts, "flip_test", False):
+            outputs = self.head.merge_flipped(outputs, self(batch.images, batch.image_sizes, flip=True))
+        detections = self.head.predict(outputs, batch.image_sizes, **options)
         if rescale and batch.orig_sizes is not None:
             ratios = (batch.orig_sizes.float() / batch.image_sizes.float()).to(self.device)  # (ry, rx)
             for det, (ry, rx) in zip(detections, ratios):

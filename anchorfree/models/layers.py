@@ -48,3 +48,21 @@ def conv_block(in_channels: int, out_channels: int, kind: str, norm: Callable[[i
             layers.append(norm(cout))
         layers.append(activation(act, keys[1]))
     return layers
+
+
+class ConvBN(nn.Module):
+    """``conv → BatchNorm → ReLU`` (or no activation) with the conv and norm named ``conv`` and ``bn``
+    (mmcv's ``ConvModule`` layout, so mmdetection checkpoints map key by key); no conv bias. ``transposed``
+    makes the conv a ``ConvTranspose2d`` (the up-convolutions of CenterNet's neck)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel: int, stride: int = 1, padding: int | None = None,
+                 act: bool = True, transposed: bool = False) -> None:
+        super().__init__()
+        padding = kernel // 2 if padding is None else padding
+        conv = nn.ConvTranspose2d if transposed else nn.Conv2d
+        self.conv = conv(in_channels, out_channels, kernel, stride=stride, padding=padding, bias=False)
+        self.bn = nn.BatchNorm2d(out_channels)
+        self.act = nn.ReLU(inplace=True) if act else nn.Identity()
+
+    def forward(self, x):
+        return self.act(self.bn(self.conv(x)))

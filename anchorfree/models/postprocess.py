@@ -1,8 +1,20 @@
-"""Shared inference flow of the dense heads: per-level top-k → score threshold → clip → batched NMS.
+"""Post-processing shared by all heads: candidates → score threshold → suppression → best N per image.
 
-Everything is batched over images and levels at once: one ``topk`` per level on ``[B, N*C]``
-scores, one NMS call for the whole batch (boxes of different images/classes are shifted apart),
-and a vectorised per-image cap of ``max_detections``.
+Suppression is a named choice (``head.nms``, or the ``nms`` option of ``predict``):
+
+* ``classwise``: hard NMS among boxes of the same image and class (the FPN heads' reference setting);
+* ``agnostic``: hard NMS among all boxes of an image, whatever their class;
+* ``soft_gaussian`` / ``soft_linear``: Soft-NMS (Bodla et al., ICCV 2017) within image and class:
+  instead of removing the boxes that overlap a selected one, their scores decay —
+  ``s *= exp(-IoU² / σ)`` (Gaussian, mmcv's form of Eq. 3; every box) or ``s *= 1 - IoU`` where
+  ``IoU ≥ nms_thresh`` (linear); boxes that decay below ``soft_nms_min_score`` are dropped
+  (CornerNet's reference setting: Gaussian, σ 0.5);
+* ``none``: no suppression (CenterNet, whose 3×3 max-pool peak picking already keeps one peak per
+  object).
+
+Everything is batched: one hard-NMS call for the whole batch (groups shifted apart), Soft-NMS run on
+all (image, class) groups at once (one step per selected box of the largest group), and a vectorised
+per-image cap of ``max_detections``.
 """
 from __future__ import annotations
 
@@ -11,7 +23,25 @@ from torch import Tensor
 from torchvision.ops import nms
 
 from ..boxes import clip_boxes
+from ..config import NMS_MODES, HeadConfig, check_head_choices
+from ..errors import ConfigError
 from ..structures import Detections
+
+__all__ = ["NMS_MODES", "check_inference_options", "batched_nms_all", "soft_nms", "suppress", "select_detections"]
+
+
+def check_inference_options(opts: HeadConfig) -> None:
+    """Refuse inference settings that cannot work, naming the field."""
+    check_head_choices(opts)
+    if not 0 <= opts.nms_thresh <= 1:
+        raise ConfigError(f"head.nms_thresh must be an IoU in [0, 1], got {opts.nms_thresh}")
+    if opts.max_detections < 1:
+        raise ConfigError(f"head.max_detections must be >= 1, got {opts.max_detections}")
+    if opts.soft_nms_sigma <= 0:
+        raise ConfigError(f"head.soft_nms_sigma must be > 0, got {opts.soft_nms_sigma}")
+    topk = getattr(opts, "topk", 1)
+    if topk < 1:
+        raise ConfigError(f"head.topk must be >= 1, got {topk}")
 
 
 def batched_nms_all(boxes: Tensor, scores: Tensor, groups: Tensor, iou_threshold: float) -> Tensor:
@@ -28,21 +58,116 @@ def batched_nms_all(boxes: Tensor, scores: Tensor, groups: Tensor, iou_threshold
     return nms(boxes64 + offsets[:, None], scores.double(), iou_threshold)
 
 
-def select_detections(
-    level_scores: list[Tensor],
-    level_boxes: list[Tensor],
-    image_sizes: Tensor,
-    score_thresh: float,
-    topk: int,
-    nms_thresh: float,
-    max_detections: int,
-) -> list[Detections]:
-    """Turn per-level ``scores [B, N_l, C]`` and ``boxes [B, N_l, 4]`` into detections per image."""
+def _grouped(groups: Tensor) -> tuple[Tensor, Tensor]:
+    """Pack ``[N]`` items by group: ``index [G, K]`` of the items of each group (-1 padding), ``valid``."""
+    _, inverse, counts = torch.unique(groups, return_inverse=True, return_counts=True)
+    order = torch.argsort(inverse, stable=True)
+    starts = torch.cumsum(counts, 0) - counts
+    slot = torch.arange(len(groups), device=groups.device) - starts[inverse[order]]
+    index = torch.full((len(counts), int(counts.max())), -1, dtype=torch.long, device=groups.device)
+    index[inverse[order], slot] = order
+    return index, index >= 0
+
+
+def _pairwise_iou(boxes: Tensor) -> Tensor:
+    """``[G, K, 4]`` → ``[G, K, K]`` IoU within each group, as mmcv's Soft-NMS computes it
+    (no epsilon; 0/0 between empty boxes counts as 0)."""
+    area = (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
+    lt = torch.maximum(boxes[:, :, None, :2], boxes[:, None, :, :2])
+    rb = torch.minimum(boxes[:, :, None, 2:], boxes[:, None, :, 2:])
+    wh = (rb - lt).clamp(min=0)
+    inter = wh[..., 0] * wh[..., 1]
+    iou = inter / (area[:, :, None] + area[:, None, :] - inter)
+    return torch.nan_to_num(iou, nan=0.0)
+
+
+def soft_nms(boxes: Tensor, scores: Tensor, groups: Tensor, method: str = "gaussian", iou_threshold: float = 0.3,
+             sigma: float = 0.5, min_score: float = 1e-3) -> tuple[Tensor, Tensor]:
+    """Soft-NMS within each group, all groups at once.
+
+    Each step selects, in every group, the box with the highest current score and decays the scores of
+    the group's remaining boxes by its IoU with them (``gaussian``: ``exp(-IoU² / sigma)``; ``linear``:
+    ``1 - IoU`` where ``IoU >= iou_threshold``); boxes below ``min_score`` leave. Returns the kept indices
+    and their decayed scores, sorted by decreasing score (the order in which they were selected).
+    """
+    if method not in ("gaussian", "linear"):
+        raise ConfigError(f"soft-NMS method must be gaussian or linear, got '{method}'")
+    if scores.numel() == 0:
+        return torch.empty(0, dtype=torch.long, device=scores.device), scores.new_zeros(0)
+    index, valid = _grouped(groups)
+    safe = index.clamp(min=0)
+    current = torch.where(valid, scores[safe].float(), torch.full_like(safe, -1, dtype=torch.float32))
+    iou = _pairwise_iou(boxes[safe].float())
+    active = valid & (current >= min_score)
+    rows = torch.arange(len(index), device=scores.device)
+    picked_slot, picked_score, picked_step = [], [], []
+    for step in range(index.shape[1]):
+        masked = torch.where(active, current, torch.full_like(current, float("-inf")))
+        best_score, best = masked.max(dim=1)
+        live = torch.isfinite(best_score)
+        if not bool(live.any()):
+            break
+        picked_slot.append(torch.where(live, index[rows, best], torch.full_like(best, -1)))
+        picked_score.append(best_score)
+        picked_step.append(torch.full_like(best, step))
+        active[rows, best] = active[rows, best] & ~live
+        overlap = iou[rows, best]  # [G, K]
+        if method == "gaussian":
+            decay = torch.exp(-(overlap * overlap) / sigma)
+        else:
+            decay = torch.where(overlap >= iou_threshold, 1 - overlap, torch.ones_like(overlap))
+        current = torch.where(live[:, None] & active, current * decay, current)
+        active &= current >= min_score
+    kept = torch.stack(picked_slot, dim=1).flatten()
+    kept_scores = torch.stack(picked_score, dim=1).flatten()
+    found = kept >= 0
+    kept, kept_scores = kept[found], kept_scores[found]
+    order = torch.sort(kept_scores, descending=True, stable=True).indices
+    return kept[order], kept_scores[order]
+
+
+def suppress(boxes: Tensor, scores: Tensor, labels: Tensor, image_index: Tensor, num_images: int,
+             opts: HeadConfig) -> list[Detections]:
+    """Candidates of a whole batch (flat ``[N]`` tensors with their ``image_index``) → detections per
+    image: score threshold, the suppression ``opts.nms``, best ``opts.max_detections`` per image."""
+    valid = scores > opts.score_thresh
+    boxes, scores, labels, image_index = boxes[valid], scores[valid], labels[valid], image_index[valid]
+    num_classes = int(labels.max()) + 1 if labels.numel() else 1
+    if opts.nms == "classwise":
+        keep = batched_nms_all(boxes, scores, image_index * num_classes + labels, opts.nms_thresh)
+    elif opts.nms == "agnostic":
+        keep = batched_nms_all(boxes, scores, image_index, opts.nms_thresh)
+    elif opts.nms in ("soft_gaussian", "soft_linear"):
+        keep, scores_kept = soft_nms(boxes, scores, image_index * num_classes + labels, opts.nms[5:],
+                                     opts.nms_thresh, opts.soft_nms_sigma, opts.soft_nms_min_score)
+        scores = scores.clone()
+        scores[keep] = scores_kept.to(scores.dtype)
+    else:
+        keep = torch.sort(scores, descending=True, stable=True).indices
+
+    # keep is sorted by score; a stable sort by image keeps that order within each image
+    keep = keep[torch.sort(image_index[keep], stable=True).indices]
+    kept_images = image_index[keep]
+    counts = torch.bincount(kept_images, minlength=num_images)
+    starts = torch.cumsum(counts, 0) - counts
+    rank = torch.arange(keep.numel(), device=keep.device) - starts[kept_images]
+    keep = keep[rank < opts.max_detections]
+    counts = counts.clamp(max=opts.max_detections).tolist()
+    return [
+        Detections(b, s, l)
+        for b, s, l in zip(boxes[keep].split(counts), scores[keep].split(counts), labels[keep].split(counts))
+    ]
+
+
+def select_detections(level_scores: list[Tensor], level_boxes: list[Tensor], image_sizes: Tensor,
+                      opts: HeadConfig) -> list[Detections]:
+    """Dense heads: per-level ``scores [B, N_l, C]`` and ``boxes [B, N_l, 4]`` → per level the top
+    ``opts.topk`` (prior, class) candidates, clipped to the image, then :func:`suppress`."""
     num_images, num_classes = level_scores[0].shape[0], level_scores[0].shape[-1]
     cand_scores, cand_boxes, cand_labels = [], [], []
     for scores, boxes in zip(level_scores, level_boxes):
         flat = scores.reshape(num_images, -1)
-        top, idx = flat.topk(min(topk, flat.shape[1]), dim=1)
+        top, idx = flat.topk(min(opts.topk, flat.shape[1]), dim=1)
         prior = torch.div(idx, num_classes, rounding_mode="floor")
         cand_scores.append(top)
         cand_labels.append(idx % num_classes)
@@ -51,20 +176,5 @@ def select_detections(
     labels = torch.cat(cand_labels, dim=1)
     boxes = clip_boxes(torch.cat(cand_boxes, dim=1), image_sizes)
     image_index = torch.arange(num_images, device=scores.device)[:, None].expand_as(scores)
-
-    valid = scores > score_thresh
-    scores, labels, boxes, image_index = scores[valid], labels[valid], boxes[valid], image_index[valid]
-    keep = batched_nms_all(boxes, scores, image_index * num_classes + labels, nms_thresh)
-
-    # keep is sorted by score; a stable sort by image keeps that order within each image
-    keep = keep[torch.sort(image_index[keep], stable=True).indices]
-    kept_images = image_index[keep]
-    counts = torch.bincount(kept_images, minlength=num_images)
-    starts = torch.cumsum(counts, 0) - counts
-    rank = torch.arange(keep.numel(), device=keep.device) - starts[kept_images]
-    keep = keep[rank < max_detections]
-    counts = counts.clamp(max=max_detections).tolist()
-    return [
-        Detections(b, s, l)
-        for b, s, l in zip(boxes[keep].split(counts), scores[keep].split(counts), labels[keep].split(counts))
-    ]
+    return suppress(boxes.reshape(-1, 4), scores.reshape(-1), labels.reshape(-1), image_index.reshape(-1),
+                    num_images, opts)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..config import HeadConfig
+from ..config import DenseHeadConfig
 from ..errors import ConfigError
 
 
@@ -94,7 +94,7 @@ def repeat_priors(priors: Priors, num_anchors: int) -> Priors:
                   [n * num_anchors for n in priors.num_per_level])
 
 
-def level_anchor_shapes(cfg: HeadConfig) -> list[Tensor]:
+def level_anchor_shapes(cfg: DenseHeadConfig) -> list[Tensor]:
     """Per level the ``[A, 4]`` anchors centred at 0, ordered ratio-major then scale.
 
     Sizes are ``octave_base_scale * stride * 2**(i / scales_per_octave)`` (RetinaNet paper,

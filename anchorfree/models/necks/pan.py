@@ -20,10 +20,10 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import nn, Tensor
 
-from ..config import NeckConfig
-from ..errors import ConfigError
+from ...config import NeckConfig
+from ...errors import ConfigError
 from .fpn import _init
-from .layers import conv_block
+from ..layers import conv_block
 
 BLOCKS = ("dwconv", "conv", "none")
 DOWNSAMPLES = ("interp", "conv")

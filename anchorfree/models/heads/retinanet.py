@@ -27,12 +27,12 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.ops import box_iou
 
-from ..boxes import decode_deltas, encode_deltas
-from ..config import HeadConfig
-from ..errors import ConfigError
-from ..losses import box_iou_loss, num_positives, sigmoid_focal_loss
-from .dense_head import DenseHead, flatten_levels, output_conv, pad_targets
-from .priors import Priors, anchor_priors, level_anchor_shapes
+from ...boxes import decode_deltas, encode_deltas
+from ...config import RetinaNetHeadConfig
+from ...errors import ConfigError
+from ...losses import box_iou_loss, num_positives, sigmoid_focal_loss
+from .dense import DenseHead, flatten_levels, output_conv, pad_targets
+from ..priors import Priors, anchor_priors, level_anchor_shapes
 
 BACKGROUND = -1
 IGNORED = -2
@@ -107,7 +107,7 @@ class RetinaNetHead(DenseHead):
     ordered (y, x, anchor) — the order of :meth:`priors` and of torchvision/mmdetection.
     """
 
-    def __init__(self, cfg: HeadConfig, in_channels: int, num_classes: int) -> None:
+    def __init__(self, cfg: RetinaNetHeadConfig, in_channels: int, num_classes: int) -> None:
         super().__init__(cfg, in_channels, num_classes)
         if cfg.box_loss not in BOX_LOSSES:
             raise ConfigError(f"head.box_loss must be one of {', '.join(BOX_LOSSES)}, got '{cfg.box_loss}'")

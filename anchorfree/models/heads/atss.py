@@ -24,10 +24,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..boxes import aligned_iou, bbox2distance, decode_deltas
-from ..config import HeadConfig
+from ...boxes import aligned_iou, bbox2distance, decode_deltas
+from ...config import ATSSHeadConfig
 from .fcos import FCOSHead
-from .priors import Priors, anchor_priors, level_anchor_shapes
+from ..priors import Priors, anchor_priors, level_anchor_shapes
 
 
 def atss_assign(priors: Priors, gt_boxes: Tensor, gt_valid: Tensor, topk: int = 9,
@@ -76,7 +76,7 @@ class ATSSHead(FCOSHead):
 
     centerness_norm_min = 1.0  # mmdetection's ATSSHead clamps the center-ness sum at 1
 
-    def __init__(self, cfg: HeadConfig, in_channels: int, num_classes: int) -> None:
+    def __init__(self, cfg: ATSSHeadConfig, in_channels: int, num_classes: int) -> None:
         shapes = level_anchor_shapes(cfg)
         super().__init__(cfg, in_channels, num_classes, num_anchors=len(shapes[0]))
         self.anchor_shapes = shapes

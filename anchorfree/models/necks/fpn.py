@@ -8,8 +8,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import nn, Tensor
 
-from ..config import NeckConfig
-from ..errors import ConfigError
+from ...config import NeckConfig
+from ...errors import ConfigError
 
 
 def _init(conv: nn.Conv2d) -> nn.Conv2d:

@@ -16,13 +16,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
 
-from ..boxes import bbox2distance, centerness_target, distance2bbox
-from ..config import HeadConfig
-from ..errors import ConfigError
-from ..losses import box_iou_loss, num_positives, reduce_mean, sigmoid_focal_loss
-from .dense_head import (DenseHead, Scale, flatten_levels, matched_targets, one_hot_targets, output_conv,
+from ...boxes import bbox2distance, centerness_target, distance2bbox
+from ...config import ATSSHeadConfig, FCOSHeadConfig
+from ...errors import ConfigError
+from ...losses import box_iou_loss, num_positives, reduce_mean, sigmoid_focal_loss
+from .dense import (DenseHead, Scale, flatten_levels, matched_targets, one_hot_targets, output_conv,
                          pad_targets)
-from .priors import Priors
+from ..priors import Priors
 
 
 def fcos_assign(
@@ -70,12 +70,9 @@ class FCOSHead(DenseHead):
 
     centerness_norm_min = 1e-6  # lower bound of the center-ness sum that normalises the box loss (mmdet)
 
-    def __init__(self, cfg: HeadConfig, in_channels: int, num_classes: int, num_anchors: int = 1) -> None:
+    def __init__(self, cfg: FCOSHeadConfig | ATSSHeadConfig, in_channels: int, num_classes: int,
+                 num_anchors: int = 1) -> None:
         super().__init__(cfg, in_channels, num_classes)
-        if cfg.bbox_activation not in ("relu", "exp"):
-            raise ConfigError(f"head.bbox_activation must be relu or exp, got '{cfg.bbox_activation}'")
-        if cfg.score_mode not in ("mul", "sqrt"):
-            raise ConfigError(f"head.score_mode must be mul or sqrt, got '{cfg.score_mode}'")
         c, a = cfg.feat_channels, num_anchors
         self.num_anchors = a
         self.cls_logits = output_conv(c, a * num_classes, bias_prior=cfg.prior_prob)

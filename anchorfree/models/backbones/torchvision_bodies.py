@@ -24,8 +24,8 @@ from torch import nn, Tensor
 from torchvision.models import resnet
 from torchvision.ops import FrozenBatchNorm2d
 
-from ..config import BackboneConfig
-from ..errors import CheckpointError, ConfigError
+from ...config import BackboneConfig
+from ...errors import CheckpointError, ConfigError
 
 
 def norm_layer(kind: str, groups: int = 32) -> type[nn.Module] | partial:
@@ -163,7 +163,7 @@ class Backbone(nn.Module):
     def __init__(self, cfg: BackboneConfig) -> None:
         super().__init__()
         if cfg.name not in BODIES:
-            raise ConfigError(f"unknown backbone '{cfg.name}'; choose one of {', '.join(BODIES)}")
+            raise ConfigError(f"unknown backbone '{cfg.name}'; choose one of {', '.join(BODIES)}, hourglass")
         if not cfg.out_levels or not set(cfg.out_levels) <= {2, 3, 4, 5}:
             raise ConfigError(f"backbone.out_levels must be one or more of 2..5, got {cfg.out_levels}")
         if not 0 <= cfg.frozen_stages <= 4:
@@ -201,6 +201,3 @@ class Backbone(nn.Module):
                 outs.append(x)
         return outs
 
-
-def build_backbone(cfg: BackboneConfig) -> Backbone:
-    return Backbone(cfg)

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import math
 from functools import partial
+from typing import Any
 
 import torch
 from torch import nn, Tensor
 
-from ..config import HeadConfig
-from ..errors import ConfigError
-from ..structures import Detections
-from .layers import conv_block
-from .postprocess import select_detections
-from .priors import Priors, grid_priors
+from ...config import DenseHeadConfig
+from ...errors import ConfigError
+from ...structures import Detections
+from ..layers import conv_block
+from ..postprocess import select_detections
+from ..priors import Priors, grid_priors
+from .base import Head
 
 
 def _init_tower_conv(conv: nn.Conv2d) -> None:
@@ -71,11 +73,11 @@ def flatten_levels(maps: list[Tensor], channels_per_prior: int) -> Tensor:
     return torch.cat([m.permute(0, 2, 3, 1).reshape(m.shape[0], -1, channels_per_prior) for m in maps], dim=1)
 
 
-class DenseHead(nn.Module):
+class DenseHead(Head):
     """Shared towers + priors + decode flow. Subclasses implement :meth:`forward_level`,
     :meth:`scores_and_boxes` and :meth:`loss`."""
 
-    def __init__(self, cfg: HeadConfig, in_channels: int, num_classes: int) -> None:
+    def __init__(self, cfg: DenseHeadConfig, in_channels: int, num_classes: int) -> None:
         super().__init__()
         self.cfg = cfg
         self.num_classes = num_classes
@@ -83,6 +85,11 @@ class DenseHead(nn.Module):
         tower = (in_channels, cfg.feat_channels, cfg.num_convs, cfg.norm, cfg.gn_groups, cfg.tower_conv, cfg.activation)
         self.cls_tower = conv_tower(*tower)
         self.reg_tower = conv_tower(*tower)
+
+    def check_levels(self, num_levels: int) -> None:
+        if num_levels != len(self.strides):
+            raise ConfigError(f"the neck gives {num_levels} levels but head.strides lists {len(self.strides)}: "
+                              f"{self.strides}")
 
     # ---- forward -----------------------------------------------------------------------
     def forward(self, feats: list[Tensor]) -> dict[str, list[Tensor]]:
@@ -113,15 +120,14 @@ class DenseHead(nn.Module):
         """Per-prior class scores ``[B, N, C]`` in (0, 1) and decoded boxes ``[B, N, 4]``."""
         raise NotImplementedError
 
-    def predict(self, outputs: dict[str, list[Tensor]], image_sizes: Tensor) -> list[Detections]:
-        """Detections in input pixels (clipped to each image's valid size)."""
+    def predict(self, outputs: dict[str, list[Tensor]], image_sizes: Tensor, **options: Any) -> list[Detections]:
+        """Detections in input pixels (clipped to each image's valid size); ``options`` override the
+        config's inference fields for this call (``score_thresh``, ``topk``, ``nms``, ``nms_thresh``, …)."""
+        opts = self.inference_options(**options)
         outputs, priors = self.float_outputs_and_priors(outputs)
         scores, boxes = self.scores_and_boxes(outputs, priors)
-        cfg = self.cfg
-        return select_detections(
-            list(scores.split(priors.num_per_level, dim=1)), list(boxes.split(priors.num_per_level, dim=1)),
-            image_sizes, cfg.score_thresh, cfg.topk, cfg.nms_thresh, cfg.max_detections,
-        )
+        return select_detections(list(scores.split(priors.num_per_level, dim=1)),
+                                 list(boxes.split(priors.num_per_level, dim=1)), image_sizes, opts)
 
     # ---- training ----------------------------------------------------------------------
     def loss(self, outputs: dict[str, list[Tensor]], targets: list[dict[str, Tensor]],

@@ -1,6 +1,6 @@
 """GFL: Generalized Focal Loss (Li et al., NeurIPS 2020) and GFLv2 (Li et al., CVPR 2021).
 
-GFL keeps ATSS's anchors and assignment (:mod:`anchorfree.models.atss`) and changes what the head
+GFL keeps ATSS's anchors and assignment (:mod:`anchorfree.models.heads.atss`) and changes what the head
 predicts:
 
 * **Joint class–quality score.** The classification branch is trained towards the IoU of the
@@ -30,13 +30,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
 
-from ..boxes import aligned_iou, bbox2distance, distance2bbox
-from ..config import HeadConfig
-from ..errors import ConfigError
-from ..losses import box_iou_loss, distribution_focal_loss, num_positives, quality_focal_loss, reduce_mean
+from ...boxes import aligned_iou, bbox2distance, distance2bbox
+from ...config import GFLHeadConfig, GFLv2HeadConfig
+from ...errors import ConfigError
+from ...losses import box_iou_loss, distribution_focal_loss, num_positives, quality_focal_loss, reduce_mean
 from .atss import atss_assign
-from .dense_head import DenseHead, Scale, flatten_levels, matched_targets, one_hot_targets, output_conv, pad_targets
-from .priors import Priors, anchor_priors, level_anchor_shapes
+from .dense import DenseHead, Scale, flatten_levels, matched_targets, one_hot_targets, output_conv, pad_targets
+from ..priors import Priors, anchor_priors, level_anchor_shapes
 
 
 def integral_distance(reg: Tensor, reg_max: int) -> Tensor:
@@ -69,7 +69,7 @@ class GFLHead(DenseHead):
 
     use_dgqp = False  # GFLv2: multiply the class score by the DGQP quality
 
-    def __init__(self, cfg: HeadConfig, in_channels: int, num_classes: int) -> None:
+    def __init__(self, cfg: GFLHeadConfig | GFLv2HeadConfig, in_channels: int, num_classes: int) -> None:
         super().__init__(cfg, in_channels, num_classes)
         self.anchor_shapes = level_anchor_shapes(cfg)
         if len(self.anchor_shapes[0]) != 1:
