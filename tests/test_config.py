@@ -1,5 +1,6 @@
 """Config overrides (key=value), YAML save/load round trips and error messages."""
 import dataclasses
+from pathlib import Path
 
 import pytest
 
@@ -217,3 +218,52 @@ def test_load_missing_or_non_mapping_file(tmp_path):
     typo.write_text("model:\n  hed:\n    num_convs: 2\n")
     with pytest.raises(ConfigError, match="Did you mean: head"):
         load_config(typo)
+
+
+# ---- per-head sections ------------------------------------------------------------------------
+def test_a_field_the_head_does_not_read_is_an_error_naming_the_head():
+    cfg = get_preset("gfl_shufflenetv2_pan_nano")
+    for override in ("head.center_sampling_radius=0", "model.head.center_sampling_radius=0",
+                     "center_sampling_radius=0"):
+        with pytest.raises(ConfigError) as err:
+            apply_overrides(cfg, [override])
+        message = str(err.value)
+        assert "gfl head does not read 'head.center_sampling_radius'" in message
+        assert "read by: fcos" in message and "reg_max" in message  # who reads it, and the valid fields
+    with pytest.raises(ConfigError, match="gfl head does not read 'head.focal_alpha'"):
+        cfg.model.head.focal_alpha = 0.5  # also in Python: a section holds only its head's fields
+
+
+def test_head_type_override_switches_to_that_heads_section():
+    cfg = apply_overrides(get_preset("fcos_r18_fpn_tiny"), ["head.type=gfl", "head.reg_max=7"])
+    head = cfg.model.head
+    assert type(head).__name__ == "GFLHeadConfig" and head.reg_max == 7
+    assert head.feat_channels == 64 and head.num_convs == 2  # the preset's changed towers carry over
+    assert head.bbox_weight == 2.0 and head.prior_offset == 0.0  # the rest takes GFL's defaults
+    assert not hasattr(head, "center_sampling_radius")
+    with pytest.raises(ConfigError, match="cannot become a fcos one in place"):
+        head.type = "fcos"
+
+
+def test_head_section_yaml_round_trip(tmp_path):
+    for name in ("cornernet_hg_tiny", "centernet_r18_tiny", "retinanet_r18_fpn_tiny"):
+        cfg = get_preset(name)
+        save_config(cfg, tmp_path / f"{name}.yaml")
+        assert load_config(tmp_path / f"{name}.yaml") == cfg
+
+
+def test_config_yaml_of_the_flat_head_section_still_loads():
+    """A run folder's config.yaml written before the per-head sections holds all ~50 head fields; it loads as
+    the head's own section (the fields that head never read are dropped)."""
+    loaded = load_config(Path(__file__).parent / "fixtures" / "legacy_flat_head_config.yaml")
+    assert loaded == get_preset("gfl_shufflenetv2_pan_nano")
+
+
+def test_a_user_yaml_with_a_field_of_another_head_is_refused(tmp_path):
+    path = tmp_path / "cfg.yaml"
+    path.write_text("model:\n  head:\n    type: centernet\n    reg_max: 7\n")
+    with pytest.raises(ConfigError, match="centernet head does not read 'head.reg_max'"):
+        load_config(path)
+    path.write_text("model:\n  head:\n    type: centernet\n    nms: hard\n")
+    with pytest.raises(ConfigError, match="head.nms must be one of classwise"):
+        load_config(path)

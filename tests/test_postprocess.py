@@ -1,10 +1,12 @@
 """select_detections / batched_nms_all against an independent per-image torchvision reference."""
+import math
+
 import pytest
 import torch
 from torchvision.ops import batched_nms, box_iou
 
 from anchorfree.config import DenseHeadConfig
-from anchorfree.models.postprocess import batched_nms_all, select_detections
+from anchorfree.models.postprocess import batched_nms_all, select_detections, soft_nms, suppress
 
 
 def opts(score_thresh: float, topk: int, nms_thresh: float, max_detections: int, nms: str = "classwise"):
@@ -177,3 +179,83 @@ def test_batched_nms_all_large_coordinates_exact():
     # within each group, IoU = 16 / 18 = 0.889 > 0.85 -> one kept per group; < 0.9 -> both kept
     assert batched_nms_all(boxes, scores, groups, 0.85).tolist() == list(range(0, 100, 2))
     assert batched_nms_all(boxes, scores, groups, 0.9).tolist() == list(range(100))
+
+
+# ---- suppression modes ------------------------------------------------------------------------
+def soft_nms_loop(boxes, scores, method, iou_thr, sigma, min_score):
+    """Plain Soft-NMS (Bodla et al. 2017) on one group, as mmcv's CPU loop: select the best, decay the rest."""
+    boxes, scores = boxes.tolist(), scores.tolist()
+    alive = [i for i, s in enumerate(scores) if s >= min_score]
+    out = []
+    while alive:
+        best = max(alive, key=lambda i: scores[i])
+        out.append((best, scores[best]))
+        alive.remove(best)
+        bx = boxes[best]
+        for i in list(alive):
+            b = boxes[i]
+            iw = max(0.0, min(bx[2], b[2]) - max(bx[0], b[0]))
+            ih = max(0.0, min(bx[3], b[3]) - max(bx[1], b[1]))
+            inter = iw * ih
+            iou = inter / ((bx[2] - bx[0]) * (bx[3] - bx[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+            if method == "gaussian":
+                scores[i] *= math.exp(-iou * iou / sigma)
+            elif iou >= iou_thr:
+                scores[i] *= 1 - iou
+            if scores[i] < min_score:
+                alive.remove(i)
+    return out
+
+
+@pytest.mark.parametrize("method", ["gaussian", "linear"])
+def test_soft_nms_matches_a_loop_per_group(method):
+    g = torch.Generator().manual_seed(5)
+    xy = torch.rand(60, 2, generator=g) * 50
+    boxes = torch.cat([xy, xy + 10 + torch.rand(60, 2, generator=g) * 20], dim=1)
+    scores = torch.rand(60, generator=g)
+    groups = torch.randint(0, 4, (60,), generator=g)
+    keep, new_scores = soft_nms(boxes, scores, groups, method, iou_threshold=0.3, sigma=0.5, min_score=0.05)
+    expected = []
+    for grp in range(4):
+        idx = (groups == grp).nonzero().flatten()
+        expected += [(int(idx[i]), s) for i, s in soft_nms_loop(boxes[idx], scores[idx], method, 0.3, 0.5, 0.05)]
+    expected.sort(key=lambda e: -e[1])
+    assert keep.tolist() == [e[0] for e in expected]
+    assert new_scores.tolist() == pytest.approx([e[1] for e in expected], abs=1e-6)
+    assert len(expected) < 60 and (new_scores < scores[keep] - 1e-3).any()  # something decayed and dropped
+
+
+def test_soft_nms_hand_case():
+    # two boxes of IoU 0.5 (gaussian: 0.8 * exp(-0.25 / 0.5)), a third far away untouched
+    boxes = torch.tensor([[0.0, 0, 10, 10], [0.0, 0, 10, 5], [50.0, 50, 60, 60]])
+    scores = torch.tensor([0.9, 0.8, 0.7])
+    keep, s = soft_nms(boxes, scores, torch.zeros(3, dtype=torch.long), "gaussian", sigma=0.5)
+    assert keep.tolist() == [0, 2, 1]
+    assert s.tolist() == pytest.approx([0.9, 0.7, 0.8 * math.exp(-0.5)])
+    keep, s = soft_nms(boxes, scores, torch.zeros(3, dtype=torch.long), "linear", iou_threshold=0.3)
+    assert keep.tolist() == [0, 2, 1] and s.tolist() == pytest.approx([0.9, 0.7, 0.4])
+
+
+def test_suppression_modes_hand_case():
+    # image 0: two overlapping boxes of different classes and a duplicate of class 0; image 1: one box
+    boxes = torch.tensor([[0.0, 0, 10, 10], [1.0, 0, 10, 10], [0.0, 0, 10, 9.5], [5.0, 5, 9, 9]])
+    scores = torch.tensor([0.9, 0.8, 0.7, 0.6])
+    labels = torch.tensor([0, 1, 0, 1])
+    images = torch.tensor([0, 0, 0, 1])
+
+    def run(nms, **kw):
+        return [d.scores.tolist() for d in suppress(boxes, scores, labels, images, 2, opts(0.05, 10, 0.5, 100, nms))]
+
+    assert run("classwise") == [pytest.approx([0.9, 0.8]), pytest.approx([0.6])]
+    assert run("agnostic") == [pytest.approx([0.9]), pytest.approx([0.6])]
+    assert run("none") == [pytest.approx([0.9, 0.8, 0.7]), pytest.approx([0.6])]
+    soft = run("soft_gaussian")
+    assert len(soft[0]) == 3 and soft[0][0] == pytest.approx(0.9) and soft[0][1] == pytest.approx(0.8)
+    assert soft[0][2] < 0.7 * 0.2  # the class-0 duplicate (IoU 0.95) decays by exp(-0.95² / 0.5)
+
+
+def test_soft_nms_applies_the_score_threshold_after_decay():
+    boxes = torch.tensor([[0.0, 0, 10, 10], [0.0, 0, 10, 9.5]])
+    dets = suppress(boxes, torch.tensor([0.9, 0.8]), torch.tensor([0, 0]), torch.tensor([0, 0]), 1,
+                    opts(0.3, 10, 0.5, 100, "soft_gaussian"))
+    assert dets[0].scores.tolist() == pytest.approx([0.9])  # 0.8 decayed to 0.13 < 0.3

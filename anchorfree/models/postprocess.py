@@ -142,6 +142,7 @@ def suppress(boxes: Tensor, scores: Tensor, labels: Tensor, image_index: Tensor,
                                      opts.nms_thresh, opts.soft_nms_sigma, opts.soft_nms_min_score)
         scores = scores.clone()
         scores[keep] = scores_kept.to(scores.dtype)
+        keep = keep[scores_kept > opts.score_thresh]  # the threshold also holds for the decayed scores
     else:
         keep = torch.sort(scores, descending=True, stable=True).indices
 
