@@ -54,6 +54,7 @@ def test_models_lists_presets(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert "fcos_r50_fpn " in out and "fcos_r18_fpn_tiny" in out
+    assert "centernet_r18 " in out and "cornernet_hg104 " in out and "cornernet_hg_tiny" in out
 
 
 def _error(capsys) -> str:
@@ -106,3 +107,33 @@ def test_eval_on_dataset_with_other_classes(trained_run, tmp_path, capsys):
     (data / "val" / "annotations.json").write_text(json.dumps(val))
     assert main(["eval", str(trained_run), "--data", str(data)]) == 2
     assert "3 categories" in _error(capsys)
+
+
+def test_inference_options_are_per_call_and_thread_safe(trained_run, small_synth):
+    """Options travel as arguments: concurrent calls with different options each get their own result, and
+    the model's config is not changed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from anchorfree import Model
+
+    model = Model(trained_run, fast=False)
+    images = sorted((small_synth / "val" / "images").iterdir())[:2]
+    settings = [{"score_thresh": 0.0}, {"score_thresh": 0.2, "nms": "agnostic"}, {"nms": "soft_gaussian"},
+                {"max_detections": 3}]
+    expected = [[len(p) for p in model(images, **s)] for s in settings]
+    assert expected[0] != expected[3] and max(expected[3]) <= 3
+    with ThreadPoolExecutor(4) as pool:
+        found = list(pool.map(lambda s: [len(p) for p in model(images, **s)], settings * 3))
+    assert found == expected * 3
+    assert model.detector.head.cfg.score_thresh == model.config.model.head.score_thresh == 0.05
+    with pytest.raises(Exception, match="no inference option 'flip_test'"):
+        model(images, flip_test=True)  # FCOS has no flip test
+
+
+def test_eval_and_predict_take_inference_options(trained_run, small_synth, tmp_path, capsys):
+    assert main(["eval", str(trained_run), "--data", str(small_synth), "--workers", "0", "--nms", "soft_linear",
+                 "--max-det", "20"]) == 0
+    assert "AP50" in capsys.readouterr().out
+    assert main(["predict", str(trained_run), str(small_synth / "val" / "images"), "--limit", "1", "--out",
+                 str(tmp_path / "p"), "--flip-test"]) == 2
+    assert "fcos head has no inference option 'flip_test'" in capsys.readouterr().err

@@ -186,3 +186,51 @@ def test_keypoint_configs_are_checked():
         head.check_levels(3)
     with pytest.raises(ConfigError, match="no inference option 'nms_iou'"):
         head.inference_options(nms_iou=0.5)
+
+
+def test_flip_test_averages_probabilities_and_sizes():
+    head = CenterNetHead(CenterNetHeadConfig(), in_channels=8, num_classes=2)
+    g = torch.Generator().manual_seed(0)
+    maps = {k: [torch.randn(1, c, 4, 6, generator=g)] for k, c in (("heatmap", 2), ("wh", 2), ("offset", 2))}
+    flipped = {k: [torch.randn(1, c, 4, 6, generator=g)] for k, c in (("heatmap", 2), ("wh", 2), ("offset", 2))}
+    merged = head.merge_flipped(maps, flipped)
+    expected = (maps["heatmap"][0].sigmoid() + flipped["heatmap"][0].sigmoid().flip(-1)) / 2
+    torch.testing.assert_close(merged["heatmap"][0].sigmoid(), expected, atol=1e-6, rtol=0)
+    torch.testing.assert_close(merged["wh"][0], (maps["wh"][0] + flipped["wh"][0].flip(-1)) / 2)
+    assert merged["offset"][0] is maps["offset"][0]
+
+
+def test_detector_flip_test_runs_the_mirrored_batch():
+    from anchorfree.models.detector import Detector
+    from anchorfree.presets import get_preset
+    from anchorfree.structures import Batch
+
+    cfg = get_preset("centernet_r18_tiny").model
+    cfg.backbone.name, cfg.neck.upconv_channels, cfg.num_classes = "resnet10", [16, 16, 16], 2
+    model = Detector(cfg).eval()
+    images = torch.randint(0, 256, (1, 3, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    mirror = images.flip(-1)
+    batch, mirrored = Batch(images, torch.tensor([[64, 64]])), Batch(mirror, torch.tensor([[64, 64]]))
+    a = model.predict(batch, flip_test=True)[0]
+    b = model.predict(mirrored, flip_test=True)[0]
+    # with flip test, an image and its mirror image give mirrored boxes with the same scores (sizes averaged)
+    torch.testing.assert_close(a.scores, b.scores, atol=1e-5, rtol=1e-4)
+    plain = model.predict(batch)[0]
+    assert len(plain) != len(a) or not torch.allclose(plain.scores, a.scores)  # the flip changed the result
+
+
+def test_hourglass_and_upconv_shapes():
+    from anchorfree.config import BackboneConfig, NeckConfig
+    from anchorfree.models.backbones import HourglassNet
+    from anchorfree.models.necks import UpConvNeck
+
+    hg = HourglassNet(BackboneConfig(name="hourglass", hourglass_stacks=3, hourglass_depth=2,
+                                     hourglass_channels=[8, 12, 16], hourglass_blocks=[1, 1, 2],
+                                     hourglass_feat_channels=10))
+    outs = hg(torch.randn(1, 3, 96, 80))
+    assert [tuple(o.shape) for o in outs] == [(1, 10, 24, 20)] * 3  # one stride-4 map per stack
+    neck = UpConvNeck([64, 32], NeckConfig(type="upconv", upconv_channels=[16, 8, 4], upconv_kernels=[4, 4, 4]))
+    assert tuple(neck([torch.randn(1, 64, 8, 8), torch.randn(1, 32, 5, 6)])[0].shape) == (1, 4, 40, 48)
+    # the transposed convs start as bilinear upsampling: kernel [1, 3, 3, 1] / 4 outer itself
+    ramp = torch.tensor([0.25, 0.75, 0.75, 0.25])
+    torch.testing.assert_close(neck.deconv_layers[1].conv.weight[0, 0], ramp[:, None] * ramp[None, :])
