@@ -234,3 +234,34 @@ def test_hourglass_and_upconv_shapes():
     # the transposed convs start as bilinear upsampling: kernel [1, 3, 3, 1] / 4 outer itself
     ramp = torch.tensor([0.25, 0.75, 0.75, 0.25])
     torch.testing.assert_close(neck.deconv_layers[1].conv.weight[0, 0], ramp[:, None] * ramp[None, :])
+
+
+@pytest.mark.parametrize("preset", ["centernet_r18_tiny", "cornernet_hg_tiny"])
+def test_inference_copy_keeps_the_maps(preset):
+    """``predict``/``eval`` run a copy with BatchNorms folded into the convs (also inside corner pooling and
+    the Hourglass) and channels_last; the maps stay those of the trained model."""
+    from anchorfree.models.detector import Detector
+    from anchorfree.models.fuse import inference_detector
+    from anchorfree.presets import get_preset
+
+    cfg = get_preset(preset).model
+    cfg.num_classes = 3
+    if preset.startswith("centernet"):
+        cfg.backbone.name = "resnet10"
+    model = Detector(cfg)
+    with torch.no_grad():  # non-trivial BatchNorm statistics
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 1.5)
+    model.eval()
+    fused = inference_detector(model, fast=False)
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules()) < \
+        sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) / 2
+    images = torch.randint(0, 256, (1, 3, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    sizes = torch.tensor([[64, 64]])
+    with torch.no_grad():
+        ref, out = model(images, sizes), fused(images, sizes)
+    for key in ref:
+        for a, b in zip(ref[key], out[key]):
+            torch.testing.assert_close(b.contiguous(), a, atol=1e-3, rtol=1e-3)
