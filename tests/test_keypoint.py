@@ -265,3 +265,16 @@ def test_inference_copy_keeps_the_maps(preset):
     for key in ref:
         for a, b in zip(ref[key], out[key]):
             torch.testing.assert_close(b.contiguous(), a, atol=1e-3, rtol=1e-3)
+
+
+@pytest.mark.parametrize("kernel", [1, 3, 5])
+def test_max_filter_and_two_stage_top_k_equal_the_plain_ops(kernel):
+    import torch.nn.functional as F
+
+    from anchorfree.models.heads.keypoint import max_filter
+
+    x = torch.randn(2, 7, 9, 11, generator=torch.Generator().manual_seed(kernel))
+    assert torch.equal(max_filter(x, kernel), F.max_pool2d(x, kernel, stride=1, padding=kernel // 2))
+    scores, location, classes, _, _ = top_peaks(x, 30)
+    flat = x.reshape(2, -1).topk(30, dim=1)
+    assert torch.equal(scores, flat.values) and torch.equal(classes * 99 + location, flat.indices)

@@ -137,21 +137,41 @@ def penalty_reduced_focal_loss(logits: Tensor, target: Tensor, alpha: float = 2.
     return (pos_loss + neg_loss).sum()
 
 
+def max_filter(x: Tensor, kernel: int = 3) -> Tensor:
+    """``kernel × kernel`` max-pool with stride 1 (same size), written as a separable max over shifted
+    views: the values of ``F.max_pool2d(x, kernel, 1, kernel // 2)``, but a few times faster on a CPU for
+    an NCHW map of many classes (and independent of the memory layout)."""
+    r = kernel // 2
+    padded = F.pad(x, (r, r, r, r), value=float("-inf"))
+    w, h = x.shape[-1], x.shape[-2]
+    rows = padded[..., :, 0:w]
+    for i in range(1, kernel):
+        rows = torch.maximum(rows, padded[..., :, i:i + w])
+    out = rows[..., 0:h, :]
+    for i in range(1, kernel):
+        out = torch.maximum(out, rows[..., i:i + h, :])
+    return out
+
+
 def local_maxima(heat: Tensor, kernel: int = 3) -> Tensor:
     """``heat`` where it equals its ``kernel × kernel`` max-pool, 0 elsewhere (CenterNet's peak extraction)."""
     if kernel % 2 != 1 or kernel < 1:
         raise ConfigError(f"head.peak_kernel must be an odd number >= 1, got {kernel}")
-    pooled = F.max_pool2d(heat, kernel, stride=1, padding=(kernel - 1) // 2)
-    return heat * (pooled == heat)
+    return torch.where(max_filter(heat, kernel) == heat, heat, torch.zeros_like(heat))
 
 
 def top_peaks(heat: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Top ``k`` over classes and locations of ``heat [B, C, H, W]``: scores, flat location index
-    ``y * W + x``, class, ``ys`` and ``xs`` (floats), each ``[B, k]``."""
-    batch, _, height, width = heat.shape
-    scores, index = heat.reshape(batch, -1).topk(min(k, heat[0].numel()), dim=1)
-    classes = torch.div(index, height * width, rounding_mode="floor")
-    location = index % (height * width)
+    ``y * W + x``, class, ``ys`` and ``xs`` (floats), each ``[B, k]``.
+
+    Two stages (the top ``k`` of each class, then the top ``k`` of those) select the same entries as one
+    top-k over all ``C·H·W`` values, about twice as fast for 80 classes."""
+    batch, num_classes, height, width = heat.shape
+    k = min(k, heat[0].numel())
+    per_class, where = heat.reshape(batch, num_classes, -1).topk(min(k, height * width), dim=2)
+    scores, index = per_class.reshape(batch, -1).topk(k, dim=1)
+    classes = torch.div(index, per_class.shape[2], rounding_mode="floor")
+    location = where.reshape(batch, -1).gather(1, index)
     ys = torch.div(location, width, rounding_mode="floor").float()
     xs = (location % width).float()
     return scores, location, classes, ys, xs
@@ -169,4 +189,4 @@ def check_overlap(min_overlap: float) -> None:
 
 
 __all__ = ["flat_objects", "normalizer", "branch", "ConvAct", "gaussian_radius", "integer_radius", "draw_gaussians", "last_writer", "penalty_reduced_focal_loss",
-           "local_maxima", "top_peaks", "gather_locations", "check_overlap"]
+           "max_filter", "local_maxima", "top_peaks", "gather_locations", "check_overlap"]
