@@ -7,9 +7,10 @@ on random images of the preset's input size:
 
 * ``forward``: backbone + neck + head convs (``detector(images)``);
 * ``decode``: ``head.predict`` on those maps — CenterNet: 3×3 max-pool peaks, top-100, boxes, no NMS;
-  CornerNet: top-100 corners per map, all 100 × 100 pairs at once, best 1000, Gaussian soft-NMS. The
-  untrained embeddings are set to 0, a worst case: every pair of the same class with a BR corner below and
-  right of its TL corner passes the embedding test, so soft-NMS gets up to 1000 candidates per image;
+  CornerNet: top-100 corners per map, all 100 × 100 pairs at once, best 1000, Gaussian soft-NMS. Its maps
+  are replaced by a worst case: random heatmaps on one class only and zero embeddings, so every pair whose
+  BR corner lies below and right of its TL corner is valid and soft-NMS gets the full 1000 candidates in
+  one class (1000 sequential selection steps);
 * ``decode / forward`` — the issue's target for CenterNet-R18 at 512 px is below 5 %;
 * training step images/s (forward + loss + backward + AdamW step, batch ``--train-batch``, fp32) for the
   CPU presets only.
@@ -63,14 +64,21 @@ def measure(name: str, repeats: int, train_batch: int) -> dict:
     fused = inference_detector(model, fast=False)
     with torch.no_grad():
         maps = fused(images, sizes)
-        for key in ("tl_emb", "br_emb"):  # CornerNet: let every geometric pair through (worst case)
-            if key in maps:
-                maps[key] = [torch.zeros_like(m) for m in maps[key]]
+        if "tl_emb" in maps:  # CornerNet worst case: one class, every geometric pair valid
+            g = torch.Generator().manual_seed(1)
+            for key in ("tl_heat", "br_heat"):
+                heat = torch.full_like(maps[key][-1], -20.0)
+                heat[:, 0] = torch.randn(heat[:, 0].shape, generator=g) - 2
+                maps[key] = [heat]
+            for key in ("tl_emb", "br_emb"):
+                maps[key] = [torch.zeros_like(maps[key][-1])]
         row["forward_s"] = common.median_time(lambda: fused(images, sizes), 1, repeats)
         row["decode_s"] = common.median_time(lambda: fused.head.predict(maps, sizes), 1, repeats)
         row["detections"] = len(fused.head.predict(maps, sizes)[0])
         batch = Batch(images, sizes)
         row["predict_s"] = common.median_time(lambda: fused.predict(batch), 1, repeats)
+        row["candidates"] = int((fused.head.decode(maps, 100, 3, 0.5, 1000)[1] > -0.1).sum()) if "tl_emb" in maps \
+            else row["detections"]
     row["decode_share"] = row["decode_s"] / row["forward_s"]
     row["infer_img_s"] = 1.0 / row["predict_s"]
 
@@ -103,13 +111,14 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps({k: env[k] for k in ("torch", "cpu", "cpu_count", "threads", "cpu_bf16")}))
     rows = []
     print(f"{'preset':20s} {'px':>4s} {'params M':>9s} {'GFLOPs':>7s} {'forward s':>10s} {'decode s':>9s} "
-          f"{'decode/fwd':>10s} {'dets':>5s} {'infer img/s':>11s} {'train img/s':>11s}")
+          f"{'decode/fwd':>10s} {'cand.':>5s} {'dets':>5s} {'infer img/s':>11s} {'train img/s':>11s}")
     for name in args.presets:
         r = measure(name, args.repeats, args.train_batch)
         rows.append(r)
         train = f"{r['train_img_s']:11.2f}" if "train_img_s" in r else f"{'-':>11s}"
         print(f"{r['preset']:20s} {r['input']:4d} {r['params_M']:9.2f} {r['gflops']:7.1f} {r['forward_s']:10.4f} "
-              f"{r['decode_s']:9.4f} {100 * r['decode_share']:9.2f}% {r['detections']:5d} {r['infer_img_s']:11.2f} "
+              f"{r['decode_s']:9.4f} {100 * r['decode_share']:9.2f}% {r['candidates']:5d} {r['detections']:5d} "
+              f"{r['infer_img_s']:11.2f} "
               f"{train}", flush=True)
     if args.json:
         with open(args.json, "w") as f:

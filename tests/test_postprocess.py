@@ -259,3 +259,14 @@ def test_soft_nms_applies_the_score_threshold_after_decay():
     dets = suppress(boxes, torch.tensor([0.9, 0.8]), torch.tensor([0, 0]), torch.tensor([0, 0]), 1,
                     opts(0.3, 10, 0.5, 100, "soft_gaussian"))
     assert dets[0].scores.tolist() == pytest.approx([0.9])  # 0.8 decayed to 0.13 < 0.3
+
+
+def test_soft_nms_stopping_at_max_detections_keeps_the_same_best():
+    g = torch.Generator().manual_seed(9)
+    xy = torch.rand(300, 2, generator=g) * 40
+    boxes = torch.cat([xy, xy + 5 + torch.rand(300, 2, generator=g) * 30], dim=1)
+    scores, groups = torch.rand(300, generator=g), torch.randint(0, 3, (300,), generator=g)
+    keep, s = soft_nms(boxes, scores, groups, "gaussian")
+    keep_cut, s_cut = soft_nms(boxes, scores, groups, "gaussian", max_per_group=20)
+    assert len(keep) > 60 and len(keep_cut) <= 60
+    assert keep_cut[:20].tolist() == keep[:20].tolist() and s_cut[:20].tolist() == s[:20].tolist()
