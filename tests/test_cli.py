@@ -137,3 +137,27 @@ def test_eval_and_predict_take_inference_options(trained_run, small_synth, tmp_p
     assert main(["predict", str(trained_run), str(small_synth / "val" / "images"), "--limit", "1", "--out",
                  str(tmp_path / "p"), "--flip-test"]) == 2
     assert "fcos head has no inference option 'flip_test'" in capsys.readouterr().err
+
+
+def test_keypoint_models_train_eval_predict_through_the_cli(small_synth, tmp_path, capsys):
+    """A (very small) CenterNet and CornerNet through train → eval (flip test / soft-NMS options) → predict."""
+    from anchorfree.presets import get_preset
+
+    small = ["model.input.min_size=128", "model.input.max_size=128", "train.epochs=1", "train.workers=0",
+             "train.batch_size=4", "train.warmup_iters=2"]
+    centernet = ["backbone.name=resnet10", "neck.upconv_channels=[16,16,16]", "head.feat_channels=16"]
+    cornernet = ["backbone.hourglass_depth=2", "backbone.hourglass_channels=[16,16,24]",
+                 "backbone.hourglass_blocks=[1,1,1]", "backbone.hourglass_feat_channels=16",
+                 "head.feat_channels=16", "head.pool_channels=8"]
+    for preset, extra, options in (("centernet_r18_tiny", centernet, ["--flip-test"]),
+                                   ("cornernet_hg_tiny", cornernet, ["--nms", "soft_linear", "--max-det", "50"])):
+        run = tmp_path / preset
+        assert main(["train", preset, "--data", str(small_synth), "--out", str(run), "--no-progress", *small,
+                     *extra]) == 0
+        assert get_preset(preset).model.head.type in (run / "config.yaml").read_text()
+        assert main(["eval", str(run), "--data", str(small_synth), "--workers", "0", *options]) == 0
+        assert "AP50" in capsys.readouterr().out
+        assert main(["predict", str(run), str(small_synth / "val" / "images"), "--limit", "2", "--out",
+                     str(tmp_path / f"{preset}_pred"), "--score-thresh", "0.0", *options]) == 0
+        results = json.loads((tmp_path / f"{preset}_pred" / "results.json").read_text())
+        assert results and {r["category_id"] for r in results} <= {1, 2, 3, 5, 7}
