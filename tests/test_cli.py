@@ -145,7 +145,8 @@ def test_keypoint_models_train_eval_predict_through_the_cli(small_synth, tmp_pat
 
     small = ["model.input.min_size=128", "model.input.max_size=128", "train.epochs=1", "train.workers=0",
              "train.batch_size=4", "train.warmup_iters=2"]
-    centernet = ["backbone.name=resnet10", "neck.upconv_channels=[16,16,16]", "head.feat_channels=16"]
+    centernet = ["backbone.name=resnet10", "neck.upconv_channels=[16,16]", "neck.upconv_kernels=[4,4]",
+                 "head.feat_channels=16"]
     cornernet = ["backbone.hourglass_depth=2", "backbone.hourglass_channels=[16,16,24]",
                  "backbone.hourglass_blocks=[1,1,1]", "backbone.hourglass_feat_channels=16",
                  "head.feat_channels=16", "head.pool_channels=8"]

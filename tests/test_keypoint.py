@@ -206,7 +206,7 @@ def test_detector_flip_test_runs_the_mirrored_batch():
     from anchorfree.structures import Batch
 
     cfg = get_preset("centernet_r18_tiny").model
-    cfg.backbone.name, cfg.neck.upconv_channels, cfg.num_classes = "resnet10", [16, 16, 16], 2
+    cfg.backbone.name, cfg.neck.upconv_channels, cfg.num_classes = "resnet10", [16, 16], 2
     model = Detector(cfg).eval()
     images = torch.randint(0, 256, (1, 3, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
     mirror = images.flip(-1)
@@ -278,3 +278,17 @@ def test_max_filter_and_two_stage_top_k_equal_the_plain_ops(kernel):
     scores, location, classes, _, _ = top_peaks(x, 30)
     flat = x.reshape(2, -1).topk(30, dim=1)
     assert torch.equal(scores, flat.values) and torch.equal(classes * 99 + location, flat.indices)
+
+
+def test_map_stride_must_match_the_heads_stride():
+    from anchorfree.models.detector import Detector
+    from anchorfree.presets import get_preset
+
+    cfg = get_preset("centernet_r18_tiny").model  # C4 (stride 16) and two up-convolutions: stride 4
+    cfg.backbone.name, cfg.num_classes = "resnet10", 2
+    model = Detector(cfg)
+    assert not hasattr(model.backbone, "layer4")  # stages after the last level used are not built
+    cfg.neck.upconv_channels, cfg.neck.upconv_kernels = [16, 16, 16], [4, 4, 4]  # stride 2: wrong
+    with pytest.raises(ConfigError, match="expects maps of stride head.stride=4 but the backbone and neck give "
+                                          "stride 2"):
+        Detector(cfg)

@@ -29,6 +29,14 @@ class Detector(nn.Module):
             raise ConfigError(f"unknown head.type '{cfg.head.type}'; available: {', '.join(HEADS)}")
         self.head: Head = HEADS[cfg.head.type].build(cfg.head, self.neck.out_channels, cfg.num_classes,
                                                       self.neck.num_levels)
+        stride = getattr(cfg.head, "stride", None)  # the keypoint heads predict on maps of one stride
+        if stride is not None:
+            strides = [s // getattr(self.neck, "upsampling", 1) for s in self.backbone.out_strides[-self.neck.num_levels:]]
+            if any(s != stride for s in strides):
+                raise ConfigError(f"the {cfg.head.type} head expects maps of stride head.stride={stride} but the "
+                                  f"backbone and neck give stride {strides[-1]}; with neck.type=upconv the stride is "
+                                  "that of the last backbone.out_levels entry divided by 2 per "
+                                  "neck.upconv_channels entry")
         mean = torch.tensor(cfg.input.mean, dtype=torch.float32).view(1, 3, 1, 1)
         std = torch.tensor(cfg.input.std, dtype=torch.float32).view(1, 3, 1, 1)
         self.register_buffer("pixel_mean", mean, persistent=False)

@@ -179,9 +179,13 @@ class Backbone(nn.Module):
         self.run = spec.run[: max(spec.run.index(path) for path in self.taps) + 1]  # up to the last level used
         self.out_levels = sorted(cfg.out_levels)
         self.out_channels = [spec.channels[level] for level in self.out_levels]
+        self.out_strides = [2 ** level for level in self.out_levels]
         if cfg.weights:
             load_imagenet(self, cfg.weights, spec.unused)
         self.freeze(spec, cfg.frozen_stages)
+        used = {path.split(".")[0] for path in self.run}
+        for name in [n for n, _ in self.named_children() if n not in used]:  # stages after the last level used
+            delattr(self, name)
 
     def freeze(self, spec: BodySpec, stages: int) -> None:
         """Stop gradients up to the end of stage ``stages`` (output stride ``2**(stages + 1)``); stage 1

@@ -53,7 +53,7 @@ class UpConvNeck(nn.Module):
                     bilinear_kernel_(m.weight)
         self.out_channels = cin
         self.num_levels = 1
-        self.stride_factor = 2 ** len(layers[::2])  # resolution gained over the input map
+        self.upsampling = 2 ** len(cfg.upconv_channels)  # resolution gained over the input map
 
     def forward(self, feats: list[Tensor]) -> list[Tensor]:
         return [self.deconv_layers(feats[-1])]
