@@ -27,7 +27,7 @@ from ..config import NMS_MODES, HeadConfig, check_head_choices
 from ..errors import ConfigError
 from ..structures import Detections
 
-__all__ = ["NMS_MODES", "check_inference_options", "batched_nms_all", "soft_nms", "suppress", "select_detections"]
+__all__ = ["NMS_MODES", "check_inference_options", "batched_nms_all", "soft_nms", "suppress", "suppress_batch", "select_detections"]
 
 
 def check_inference_options(opts: HeadConfig) -> None:
@@ -166,6 +166,19 @@ def suppress(boxes: Tensor, scores: Tensor, labels: Tensor, image_index: Tensor,
     ]
 
 
+def suppress_batch(boxes: Tensor, scores: Tensor, labels: Tensor, opts: HeadConfig,
+                   valid: Tensor | None = None) -> list[Detections]:
+    """:func:`suppress` for candidates laid out per image: ``boxes [B, K, 4]``, ``scores`` and ``labels``
+    ``[B, K]``; ``valid [B, K]`` leaves out candidates that are not boxes at all (e.g. rejected pairs)."""
+    num_images = boxes.shape[0]
+    image_index = torch.arange(num_images, device=boxes.device)[:, None].expand_as(scores).reshape(-1)
+    boxes, scores, labels = boxes.reshape(-1, 4), scores.reshape(-1), labels.reshape(-1)
+    if valid is not None:
+        keep = valid.reshape(-1)
+        boxes, scores, labels, image_index = boxes[keep], scores[keep], labels[keep], image_index[keep]
+    return suppress(boxes, scores, labels, image_index, num_images, opts)
+
+
 def select_detections(level_scores: list[Tensor], level_boxes: list[Tensor], image_sizes: Tensor,
                       opts: HeadConfig) -> list[Detections]:
     """Dense heads: per-level ``scores [B, N_l, C]`` and ``boxes [B, N_l, 4]`` → per level the top
@@ -179,9 +192,5 @@ def select_detections(level_scores: list[Tensor], level_boxes: list[Tensor], ima
         cand_scores.append(top)
         cand_labels.append(idx % num_classes)
         cand_boxes.append(boxes.gather(1, prior[..., None].expand(-1, -1, 4)))
-    scores = torch.cat(cand_scores, dim=1)
-    labels = torch.cat(cand_labels, dim=1)
     boxes = clip_boxes(torch.cat(cand_boxes, dim=1), image_sizes)
-    image_index = torch.arange(num_images, device=scores.device)[:, None].expand_as(scores)
-    return suppress(boxes.reshape(-1, 4), scores.reshape(-1), labels.reshape(-1), image_index.reshape(-1),
-                    num_images, opts)
+    return suppress_batch(boxes, torch.cat(cand_scores, dim=1), torch.cat(cand_labels, dim=1), opts)

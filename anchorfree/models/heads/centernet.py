@@ -31,7 +31,7 @@ from ...boxes import clip_boxes
 from ...config import CenterNetHeadConfig
 from ...errors import ConfigError
 from ...structures import Detections
-from ..postprocess import suppress
+from ..postprocess import suppress_batch
 from .base import Head
 from .keypoint import (check_overlap, draw_gaussians, flat_objects, gather_locations, gaussian_radius,
                        integer_radius, last_writer, local_maxima, normalizer, penalty_reduced_focal_loss, top_peaks)
@@ -138,10 +138,7 @@ class CenterNetHead(Head):
         boxes, scores, labels = self.decode(outputs, opts.topk, opts.peak_kernel)
         if opts.clip_boxes:
             boxes = clip_boxes(boxes, image_sizes.to(boxes.device))
-        num_images = boxes.shape[0]
-        image_index = torch.arange(num_images, device=boxes.device)[:, None].expand_as(scores)
-        return suppress(boxes.reshape(-1, 4), scores.reshape(-1), labels.reshape(-1), image_index.reshape(-1),
-                        num_images, opts)
+        return suppress_batch(boxes, scores, labels, opts)
 
 
 __all__ = ["CenterNetHead", "centernet_targets"]

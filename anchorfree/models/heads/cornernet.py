@@ -38,7 +38,7 @@ from ...config import CornerNetHeadConfig
 from ...errors import ConfigError
 from ...structures import Detections
 from ..layers import ConvBN
-from ..postprocess import suppress
+from ..postprocess import suppress_batch
 from .base import Head
 from .keypoint import (branch, check_overlap, draw_gaussians, flat_objects, gather_locations, gaussian_radius,
                        integer_radius, last_writer, local_maxima, normalizer, penalty_reduced_focal_loss, top_peaks)
@@ -236,11 +236,7 @@ class CornerNetHead(Head):
                                             opts.num_candidates)
         if opts.clip_boxes:
             boxes = clip_boxes(boxes, image_sizes.to(boxes.device))
-        num_images = boxes.shape[0]
-        image_index = torch.arange(num_images, device=boxes.device)[:, None].expand_as(scores)
-        valid = (scores > -0.1).reshape(-1)  # rejected pairs carry -1
-        return suppress(boxes.reshape(-1, 4)[valid], scores.reshape(-1)[valid], labels.reshape(-1)[valid],
-                        image_index.reshape(-1)[valid], num_images, opts)
+        return suppress_batch(boxes, scores, labels, opts, valid=scores > -0.1)  # rejected pairs carry -1
 
 
 __all__ = ["CornerNetHead", "CornerPoolModule", "corner_pool", "cornernet_targets", "embedding_losses"]
