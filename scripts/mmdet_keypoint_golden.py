@@ -199,8 +199,13 @@ def dets_of(results):
                 labels=[r.labels.detach().clone().long() for r in results])
 
 
-def common(bboxes, labels, feats):
+def common(bboxes, labels, feats, head_name, head_args, test_cfg, head):
+    """What both golden files hold: inputs, ground truth, versions, the head's arguments and weights."""
     return dict(
+        head=head_name,
+        head_args=to_plain(head_args),
+        test_cfg=to_plain(test_cfg),
+        state_dict=state_dict_of(head),
         feats=feats,
         gt_bboxes=[b.clone() for b in bboxes],
         gt_labels=[l.clone() for l in labels],
@@ -257,12 +262,8 @@ def centernet(bboxes, labels):
     check_no_topk_ties(hm[0], 100, 'CenterNet heatmap')
     check_no_topk_ties(np_hm, 100, 'CenterNet near-perfect heatmap')
 
-    out = common(bboxes, labels, feats)
+    out = common(bboxes, labels, feats, 'CenterNetHead', head_args, test_cfg, head)
     out.update(
-        head='CenterNetHead',
-        head_args=to_plain(head_args),
-        test_cfg=to_plain(test_cfg),
-        state_dict=state_dict_of(head),
         center_heatmap_pred=hm[0].clone(),   # after sigmoid, as mmdet's forward returns it
         wh_pred=wh[0].clone(),
         offset_pred=off[0].clone(),
@@ -347,12 +348,8 @@ def cornernet(bboxes, labels):
     if sum(c > 5 for c in counts) < 2:
         raise RuntimeError(f'too few CornerNet detections after soft-NMS: {counts}')
 
-    out = common(bboxes, labels, feats)
+    out = common(bboxes, labels, feats, 'CornerHead', head_args, test_cfg, head)
     out.update(
-        head='CornerHead',
-        head_args=to_plain(head_args),
-        test_cfg=to_plain(test_cfg),
-        state_dict=state_dict_of(head),
         outputs=dict(tl_heat=[t.clone() for t in tl_heat],   # logits (no sigmoid)
                      br_heat=[t.clone() for t in br_heat],
                      tl_emb=[t.clone() for t in tl_emb],

@@ -104,9 +104,9 @@ def soft_nms(boxes: Tensor, scores: Tensor, groups: Tensor, method: str = "gauss
     iou = _pairwise_iou(boxes[safe].float())
     active = valid & (current >= min_score)
     rows = torch.arange(len(index), device=scores.device)
-    picked_slot, picked_score, picked_step = [], [], []
+    picked_slot, picked_score = [], []
     steps = index.shape[1] if max_per_group is None else min(index.shape[1], max_per_group)
-    for step in range(steps):
+    for _ in range(steps):
         masked = torch.where(active, current, torch.full_like(current, float("-inf")))
         best_score, best = masked.max(dim=1)
         live = torch.isfinite(best_score)
@@ -114,7 +114,6 @@ def soft_nms(boxes: Tensor, scores: Tensor, groups: Tensor, method: str = "gauss
             break
         picked_slot.append(torch.where(live, index[rows, best], torch.full_like(best, -1)))
         picked_score.append(best_score)
-        picked_step.append(torch.full_like(best, step))
         active[rows, best] = active[rows, best] & ~live
         overlap = iou[rows, best]  # [G, K]
         if method == "gaussian":

@@ -184,25 +184,19 @@ class CornerNetHead(Head):
                               cfg.gaussian_radius, ref.device)
         peaks = {c: normalizer(t[f"{c}_heatmap"].eq(1).sum()) for c in ("tl", "br")}
         masks = {c: t[f"{c}_heatmap"].eq(1).any(dim=1, keepdim=True).float() for c in ("tl", "br")}
-        totals = {"loss_heatmap": 0.0, "loss_pull": 0.0, "loss_push": 0.0, "loss_offset": 0.0}
+        heat, off, pull, push = 0.0, 0.0, 0.0, 0.0  # each summed over the stacks
         for i in range(len(outputs["tl_heat"])):
-            heat, off = 0.0, 0.0
-            for c in ("tl", "br"):
+            for c in ("tl", "br"):  # TL and BR averaged
                 heat = heat + penalty_reduced_focal_loss(outputs[f"{c}_heat"][i], t[f"{c}_heatmap"], cfg.focal_alpha,
-                                                         cfg.focal_beta) / peaks[c]
+                                                         cfg.focal_beta) / peaks[c] / 2
                 smooth = F.smooth_l1_loss(outputs[f"{c}_off"][i], t[f"{c}_offset"], reduction="none",
                                           beta=cfg.smooth_l1_beta)
-                off = off + (smooth * masks[c]).sum() / normalizer(masks[c].sum())
-            pull, push = embedding_losses(outputs["tl_emb"][i], outputs["br_emb"][i], t["image_index"],
-                                          t["tl_location"], t["br_location"], len(targets), cfg.push_margin)
-            totals["loss_heatmap"] = totals["loss_heatmap"] + heat / 2
-            totals["loss_offset"] = totals["loss_offset"] + off / 2
-            totals["loss_pull"] = totals["loss_pull"] + pull
-            totals["loss_push"] = totals["loss_push"] + push
-        return {"loss_heatmap": cfg.heatmap_weight * totals["loss_heatmap"],
-                "loss_pull": cfg.pull_weight * totals["loss_pull"],
-                "loss_push": cfg.push_weight * totals["loss_push"],
-                "loss_offset": cfg.offset_weight * totals["loss_offset"]}
+                off = off + (smooth * masks[c]).sum() / normalizer(masks[c].sum()) / 2
+            stack_pull, stack_push = embedding_losses(outputs["tl_emb"][i], outputs["br_emb"][i], t["image_index"],
+                                                      t["tl_location"], t["br_location"], len(targets), cfg.push_margin)
+            pull, push = pull + stack_pull, push + stack_push
+        return {"loss_heatmap": cfg.heatmap_weight * heat, "loss_pull": cfg.pull_weight * pull,
+                "loss_push": cfg.push_weight * push, "loss_offset": cfg.offset_weight * off}
 
     def decode(self, outputs: dict[str, list[Tensor]], topk: int, peak_kernel: int, embedding_threshold: float,
                num_candidates: int) -> tuple[Tensor, Tensor, Tensor]:
