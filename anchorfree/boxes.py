@@ -59,8 +59,9 @@ def encode_deltas(anchors: Tensor, boxes: Tensor, means: Tensor | None = None, s
 
 
 def decode_deltas(anchors: Tensor, deltas: Tensor, means: Tensor | None = None, stds: Tensor | None = None,
-                  clip: float = 4.135166556742356) -> Tensor:
-    """Inverse of :func:`encode_deltas`; ``dw, dh`` are clamped at ``clip`` (default log(1000/16))."""
+                  clip: float = 4.135166556742356, clip_below: bool = False) -> Tensor:
+    """Inverse of :func:`encode_deltas`; ``dw, dh`` are clamped at ``clip`` (default log(1000/16)), and with
+    ``clip_below`` also at ``-clip`` (mmdetection's ``DeltaXYWHBBoxCoder``)."""
     if stds is not None:
         deltas = deltas * stds
     if means is not None:
@@ -68,7 +69,8 @@ def decode_deltas(anchors: Tensor, deltas: Tensor, means: Tensor | None = None, 
     aw, ah = anchors[..., 2] - anchors[..., 0], anchors[..., 3] - anchors[..., 1]
     ax, ay = anchors[..., 0] + 0.5 * aw, anchors[..., 1] + 0.5 * ah
     dx, dy = deltas[..., 0], deltas[..., 1]
-    dw, dh = deltas[..., 2].clamp(max=clip), deltas[..., 3].clamp(max=clip)
+    low = -clip if clip_below else None
+    dw, dh = deltas[..., 2].clamp(min=low, max=clip), deltas[..., 3].clamp(min=low, max=clip)
     cx, cy = dx * aw + ax, dy * ah + ay
     w, h = torch.exp(dw) * aw, torch.exp(dh) * ah
     return torch.stack((cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h), dim=-1)

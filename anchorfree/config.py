@@ -56,6 +56,11 @@ class BackboneConfig:
     hourglass_channels: list[int] = field(default_factory=lambda: [256, 256, 384, 384, 384, 512])
     hourglass_blocks: list[int] = field(default_factory=lambda: [2, 2, 2, 2, 2, 4])
     hourglass_feat_channels: int = 256
+    # conventions of weights trained elsewhere
+    style: str = "pytorch"  # ResNet bottlenecks: pytorch (stride on the 3x3 conv) | caffe (on the first 1x1 conv,
+    #                         the Detectron / mmdetection "caffe" ResNets of the FCOS reference checkpoints)
+    norm_eps: float | None = None  # eps of every BatchNorm in the body; None keeps the body's own (1e-5 for ResNet,
+    #                                 as mmdetection; 1e-3 for torchvision's MobileNetV3 / EfficientNet)
 
 
 @dataclass
@@ -127,10 +132,16 @@ class DenseHeadConfig(HeadConfig):
     # loss weights
     cls_weight: float = 1.0
     bbox_weight: float = 1.0
+    # training: priors over the padding of a batch
+    ignore_padding_priors: int = 0  # > 0: priors beyond each image's size rounded up to this multiple get no
+    #                                 target and no loss (mmdetection's anchor valid flags, its pad_size_divisor
+    #                                 32, in RetinaNet / ATSS / GFL); 0: every prior is trained
     # inference
     topk: int = 1000  # candidates per level
+    min_box_size: float = -1.0  # >= 0: boxes whose width or height is not above this are dropped before NMS
+    #                             (mmdetection: 0); -1 keeps every box
 
-    INFERENCE_FIELDS: ClassVar[tuple[str, ...]] = HeadConfig.INFERENCE_FIELDS + ("topk",)
+    INFERENCE_FIELDS: ClassVar[tuple[str, ...]] = HeadConfig.INFERENCE_FIELDS + ("topk", "min_box_size")
 
 
 @dataclass
@@ -149,6 +160,7 @@ class _DeltaFields:
     delta_means: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0, 0.0])
     delta_stds: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0, 1.0])
     delta_clip: float = 4.135166556742356  # log(1000 / 16)
+    delta_clip_below: bool = False  # also clamp dw, dh at -delta_clip (mmdetection); torchvision clamps above only
 
 
 @dataclass
@@ -166,6 +178,17 @@ class _CenternessFields:
     bbox_weighting: str = "centerness"  # centerness: weight by center-ness targets (mmdet) | none (torchvision)
     centerness_weight: float = 1.0
     score_mode: str = "mul"  # mul: cls * ctr | sqrt: sqrt(cls * ctr) (torchvision)
+    candidate_score: str = "joint"  # which score the threshold and the per-level top-k read: joint (the final
+    #                                 score, torchvision) | class (sigmoid(cls) alone, center-ness multiplied in
+    #                                 afterwards, mmdetection)
+
+    INFERENCE_FIELDS: ClassVar[tuple[str, ...]] = DenseHeadConfig.INFERENCE_FIELDS + ("candidate_score",)
+
+
+@dataclass
+class _NormalizerFields:
+    loss_normalizer: str = "batch"  # batch: sums / positives of the batch (at least 1) | image_sum: / the sum over
+    #                                 images of max(positives in the image, 1) (mmdetection's RetinaNet, ATSS, GFL)
 
 
 @dataclass
@@ -183,7 +206,7 @@ class FCOSHeadConfig(_CenternessFields, _FocalFields, DenseHeadConfig):
 
 
 @dataclass
-class RetinaNetHeadConfig(_DeltaFields, _AnchorFields, _FocalFields, DenseHeadConfig):
+class RetinaNetHeadConfig(_NormalizerFields, _DeltaFields, _AnchorFields, _FocalFields, DenseHeadConfig):
     """RetinaNet (Lin et al. 2017): 9 anchors per location, max-IoU assignment, focal + box-delta losses."""
 
     type: str = "retinanet"
@@ -196,13 +219,14 @@ class RetinaNetHeadConfig(_DeltaFields, _AnchorFields, _FocalFields, DenseHeadCo
     low_quality_matches: str = "gt"  # gt: a box's best anchors go to it (mmdet) | argmax: they keep their
     #                                  own best box (torchvision) | none
     box_loss: str = "l1"  # l1 | smooth_l1 | giou
-    loss_normalizer: str = "batch"  # batch: sums / positives of the batch (mmdet) | image: per image, then
-    #                                 the mean over images (torchvision RetinaNet)
+    loss_normalizer: str = "batch"  # batch | image_sum (see ATSS) | image: each image's sum / its positives,
+    #                                 then the mean over images (torchvision RetinaNet)
     smooth_l1_beta: float = 0.11
 
 
 @dataclass
-class ATSSHeadConfig(_CenternessFields, _DeltaFields, _AnchorFields, _FocalFields, DenseHeadConfig):
+class ATSSHeadConfig(_NormalizerFields, _CenternessFields, _DeltaFields, _AnchorFields, _FocalFields,
+                     DenseHeadConfig):
     """ATSS (Zhang et al. 2020): FCOS's head on one 8·stride anchor, adaptive sample selection."""
 
     type: str = "atss"
@@ -216,7 +240,7 @@ class ATSSHeadConfig(_CenternessFields, _DeltaFields, _AnchorFields, _FocalField
 
 
 @dataclass
-class GFLHeadConfig(_AnchorFields, DenseHeadConfig):
+class GFLHeadConfig(_NormalizerFields, _AnchorFields, DenseHeadConfig):
     """GFL (Li et al. 2020): QFL on the joint class-IoU score, DFL on per-side distributions; ATSS assignment."""
 
     type: str = "gfl"
@@ -303,7 +327,8 @@ HEAD_CHOICES: dict[str, tuple[str, ...]] = {
     "bbox_activation": ("relu", "exp"), "range_bounds": ("closed", "open"), "iou_loss": ("giou", "iou"),
     "bbox_weighting": ("centerness", "none"), "score_mode": ("mul", "sqrt"),
     "low_quality_matches": ("gt", "argmax", "none"), "box_loss": ("l1", "smooth_l1", "giou"),
-    "loss_normalizer": ("batch", "image"), "gaussian_radius": ("corrected", "original"),
+    "loss_normalizer": ("batch", "image_sum", "image"), "gaussian_radius": ("corrected", "original"),
+    "candidate_score": ("joint", "class"),
 }
 
 
@@ -391,6 +416,10 @@ class InputConfig:
     mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])  # on 0..1 pixels
     std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
     size_divisor: int = 128
+    normalize_on: str = "unit"  # unit: (x / 255 - mean) / std (torchvision) | byte: (x - 255 mean) / (255 std)
+    #                             (mmdetection): the same values up to float rounding, kept for exact parity
+    channel_order: str = "rgb"  # rgb | bgr: the order the network sees (mean and std are given in that order;
+    #                             the caffe-style ResNets of mmdetection's FCOS checkpoints read BGR)
 
 
 @dataclass

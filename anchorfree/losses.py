@@ -35,6 +35,17 @@ def num_positives(mask: Tensor) -> Tensor:
     return reduce_mean(mask.sum().to(torch.float32)).clamp(min=1.0)
 
 
+def positives_normalizer(pos: Tensor, mode: str = "batch") -> Tensor:
+    """The divisor of a loss summed over ``pos [B, N]``'s batch: ``batch`` — :func:`num_positives`;
+    ``image_sum`` — the sum over images of ``max(positives in the image, 1)``, averaged across processes
+    (mmdetection's ``avg_factor`` with its ``PseudoSampler``, in RetinaNet, ATSS and GFL)."""
+    if mode == "image_sum":
+        return reduce_mean(pos.sum(dim=1).clamp(min=1).sum().to(torch.float32))
+    if mode == "batch":
+        return num_positives(pos)
+    raise ValueError(f"unknown loss normaliser '{mode}' (use batch or image_sum)")
+
+
 def _reduce(loss: Tensor, reduction: str) -> Tensor:
     if reduction == "none":
         return loss

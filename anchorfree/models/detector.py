@@ -37,18 +37,33 @@ class Detector(nn.Module):
                                   f"backbone and neck give stride {strides[-1]}; with neck.type=upconv the stride is "
                                   "that of the last backbone.out_levels entry divided by 2 per "
                                   "neck.upconv_channels entry")
-        mean = torch.tensor(cfg.input.mean, dtype=torch.float32).view(1, 3, 1, 1)
-        std = torch.tensor(cfg.input.std, dtype=torch.float32).view(1, 3, 1, 1)
-        self.register_buffer("pixel_mean", mean, persistent=False)
-        self.register_buffer("pixel_std", std, persistent=False)
+        if cfg.input.channel_order not in ("rgb", "bgr"):
+            raise ConfigError(f"input.channel_order must be rgb or bgr, got '{cfg.input.channel_order}'")
+        if cfg.input.normalize_on not in ("unit", "byte"):
+            raise ConfigError(f"input.normalize_on must be unit or byte, got '{cfg.input.normalize_on}'")
+        self.bgr = cfg.input.channel_order == "bgr"
+        self.normalize_on_bytes = cfg.input.normalize_on == "byte"
+        mean = torch.tensor(cfg.input.mean, dtype=torch.float64).view(1, 3, 1, 1)
+        std = torch.tensor(cfg.input.std, dtype=torch.float64).view(1, 3, 1, 1)
+        self.register_buffer("pixel_mean", mean.float(), persistent=False)  # on 0..1 pixels
+        self.register_buffer("pixel_std", std.float(), persistent=False)
+        # on 0..255 pixels, from float64 so that e.g. 0.485 * 255 is the float32 of 123.675 (mmdetection's mean)
+        self.register_buffer("pixel_mean_255", (mean * 255).float(), persistent=False)
+        self.register_buffer("pixel_std_255", (std * 255).float(), persistent=False)
 
     @property
     def device(self) -> torch.device:
         return self.pixel_mean.device
 
     def normalize(self, images: Tensor, image_sizes: Tensor | None = None) -> Tensor:
-        """``(x / 255 - mean) / std``; padding outside ``image_sizes`` becomes 0."""
-        x = (images.float() / 255.0 - self.pixel_mean) / self.pixel_std
+        """``(x / 255 - mean) / std`` (or ``(x - 255 mean) / (255 std)``, ``input.normalize_on=byte``) on RGB
+        input (reordered to BGR with ``input.channel_order=bgr``); padding outside ``image_sizes`` becomes 0."""
+        if self.bgr:
+            images = images.flip(1)
+        if self.normalize_on_bytes:
+            x = (images.float() - self.pixel_mean_255) / self.pixel_std_255
+        else:
+            x = (images.float() / 255.0 - self.pixel_mean) / self.pixel_std
         if image_sizes is not None:
             h, w = x.shape[-2:]
             rows = torch.arange(h, device=x.device)[None, :] < image_sizes[:, 0:1]

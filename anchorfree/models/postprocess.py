@@ -18,6 +18,8 @@ per-image cap of ``max_detections``.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import Tensor
 from torchvision.ops import nms
@@ -179,17 +181,34 @@ def suppress_batch(boxes: Tensor, scores: Tensor, labels: Tensor, opts: HeadConf
 
 
 def select_detections(level_scores: list[Tensor], level_boxes: list[Tensor], image_sizes: Tensor,
-                      opts: HeadConfig) -> list[Detections]:
+                      opts: HeadConfig, level_factors: list[Tensor] | None = None) -> list[Detections]:
     """Dense heads: per-level ``scores [B, N_l, C]`` and ``boxes [B, N_l, 4]`` → per level the top
-    ``opts.topk`` (prior, class) candidates, clipped to the image, then :func:`suppress`."""
+    ``opts.topk`` (prior, class) candidates, clipped to the image, then :func:`suppress`.
+
+    With ``level_factors [B, N_l]`` the threshold and the top-k read ``scores`` alone and each candidate's
+    score is then multiplied by its prior's factor (mmdetection's ``score_factors``: center-ness), which
+    no later threshold removes. ``opts.min_box_size >= 0`` drops clipped boxes whose width or height is not
+    above it."""
     num_images, num_classes = level_scores[0].shape[0], level_scores[0].shape[-1]
     cand_scores, cand_boxes, cand_labels = [], [], []
-    for scores, boxes in zip(level_scores, level_boxes):
+    factors = level_factors or [None] * len(level_scores)
+    for scores, boxes, factor in zip(level_scores, level_boxes, factors):
         flat = scores.reshape(num_images, -1)
         top, idx = flat.topk(min(opts.topk, flat.shape[1]), dim=1)
         prior = torch.div(idx, num_classes, rounding_mode="floor")
+        if factor is not None:
+            top = torch.where(top > opts.score_thresh, top * factor.gather(1, prior), torch.full_like(top, -1.0))
         cand_scores.append(top)
         cand_labels.append(idx % num_classes)
         cand_boxes.append(boxes.gather(1, prior[..., None].expand(-1, -1, 4)))
     boxes = clip_boxes(torch.cat(cand_boxes, dim=1), image_sizes)
-    return suppress_batch(boxes, torch.cat(cand_scores, dim=1), torch.cat(cand_labels, dim=1), opts)
+    scores = torch.cat(cand_scores, dim=1)
+    valid = None
+    if level_factors is not None:
+        valid = scores >= 0
+        opts = dataclasses.replace(opts, score_thresh=float("-inf"))  # thresholded on the class score above
+    if opts.min_box_size >= 0:
+        wh = boxes[..., 2:] - boxes[..., :2]
+        big = (wh > opts.min_box_size).all(dim=-1)
+        valid = big if valid is None else valid & big
+    return suppress_batch(boxes, scores, torch.cat(cand_labels, dim=1), opts, valid)

@@ -132,6 +132,25 @@ BODIES: dict[str, BodySpec] = {
 }
 
 
+def caffe_style(body: nn.Module) -> nn.Module:
+    """Move the stride of every strided ResNet bottleneck from its 3x3 conv to its first 1x1 conv: the
+    "caffe" ResNets of Detectron and of mmdetection's ``style='caffe'`` (the FCOS reference checkpoints)."""
+    blocks = [m for m in body.modules() if isinstance(m, resnet.Bottleneck)]
+    if not blocks:
+        raise ConfigError("backbone.style=caffe applies to the bottleneck ResNets (resnet50, resnet101) only")
+    for block in blocks:
+        if block.conv2.stride != (1, 1):
+            block.conv1.stride, block.conv2.stride = block.conv2.stride, (1, 1)
+    return body
+
+
+def set_norm_eps(body: nn.Module, eps: float) -> None:
+    """Set the eps of every BatchNorm (trained or frozen) of ``body``."""
+    for module in body.modules():
+        if isinstance(module, (nn.BatchNorm2d, FrozenBatchNorm2d)):
+            module.eps = eps
+
+
 def load_imagenet(body: nn.Module, path: str | Path, skipped: tuple[str, ...] = ()) -> None:
     """Load a torchvision ImageNet state dict from a local file into ``body``; keys under the module
     paths ``skipped`` (the classifier, removed layers) are dropped, every other key must match."""
@@ -170,6 +189,14 @@ class Backbone(nn.Module):
             raise ConfigError(f"backbone.frozen_stages must be within 0..4, got {cfg.frozen_stages}")
         spec = BODIES[cfg.name]
         body = spec.build(cfg.norm)
+        if cfg.style not in ("pytorch", "caffe"):
+            raise ConfigError(f"backbone.style must be pytorch or caffe, got '{cfg.style}'")
+        if cfg.style == "caffe":
+            caffe_style(body)
+        if cfg.norm_eps is not None:
+            if not cfg.norm_eps > 0:
+                raise ConfigError(f"backbone.norm_eps must be > 0 (or null to keep the body's own), got {cfg.norm_eps}")
+            set_norm_eps(body, cfg.norm_eps)
         for path in spec.unused:
             parent, _, name = path.rpartition(".")
             delattr(body.get_submodule(parent), name)

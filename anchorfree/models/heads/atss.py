@@ -31,7 +31,7 @@ from ..priors import Priors, anchor_priors, level_anchor_shapes
 
 
 def atss_assign(priors: Priors, gt_boxes: Tensor, gt_valid: Tensor, topk: int = 9,
-                min_inside: float = 0.01) -> Tensor:
+                min_inside: float = 0.01, prior_valid: Tensor | None = None) -> Tensor:
     """Adaptive training sample selection (ATSS Alg. 1), batched over images, boxes and priors.
 
     Args:
@@ -41,6 +41,8 @@ def atss_assign(priors: Priors, gt_boxes: Tensor, gt_valid: Tensor, topk: int = 
             (fewer on a level with fewer priors).
         min_inside: a positive's center must be inside the box by more than this many pixels,
             ``min(l, t, r, b) > 0.01`` (mmdetection).
+        prior_valid: ``[B, N]``; priors marked False are neither candidates nor counted in the statistics
+            (mmdetection leaves anchors outside its valid flags out before the selection).
 
     Returns:
         ``[B, N]`` index of the matched box, ``-1`` for background. The threshold per box is
@@ -51,6 +53,8 @@ def atss_assign(priors: Priors, gt_boxes: Tensor, gt_valid: Tensor, topk: int = 
     ious = aligned_iou(anchors[None, :, None, :], gt_boxes[:, None, :, :])  # [B, N, M]
     gt_centers = (gt_boxes[..., :2] + gt_boxes[..., 2:]) / 2
     distances = (centers[None, :, None, :] - gt_centers[:, None, :, :]).pow(2).sum(-1).sqrt()  # [B, N, M]
+    if prior_valid is not None:
+        distances = distances.masked_fill(~prior_valid[:, :, None], float("inf"))
 
     candidates, start = [], 0
     for count in priors.num_per_level:  # top-k closest per level (a loop over ~5 levels)
@@ -60,9 +64,17 @@ def atss_assign(priors: Priors, gt_boxes: Tensor, gt_valid: Tensor, topk: int = 
     candidates = torch.cat(candidates, dim=1)  # [B, K, M], distinct priors in every column
 
     candidate_ious = ious.gather(1, candidates)
-    threshold = candidate_ious.mean(dim=1, keepdim=True) + candidate_ious.std(dim=1, keepdim=True)
+    if prior_valid is None:
+        threshold = candidate_ious.mean(dim=1, keepdim=True) + candidate_ious.std(dim=1, keepdim=True)
+        is_candidate = True
+    else:  # a level with fewer valid priors than topk: mean and (unbiased) std over the valid candidates only
+        is_candidate = prior_valid[:, :, None].expand_as(ious).gather(1, candidates)
+        count = is_candidate.sum(dim=1, keepdim=True)
+        mean = (candidate_ious * is_candidate).sum(dim=1, keepdim=True) / count
+        var = ((candidate_ious - mean).pow(2) * is_candidate).sum(dim=1, keepdim=True) / (count - 1)
+        threshold = mean + var.sqrt()
     inside = bbox2distance(centers[candidates], gt_boxes[:, None]).min(dim=-1).values > min_inside
-    is_pos = (candidate_ious >= threshold) & inside & gt_valid[:, None, :]
+    is_pos = (candidate_ious >= threshold) & inside & gt_valid[:, None, :] & is_candidate
 
     positive_ious = torch.full_like(ious, float("-inf"))
     positive_ious.scatter_(1, candidates, candidate_ious.masked_fill(~is_pos, float("-inf")))
@@ -86,9 +98,10 @@ class ATSSHead(FCOSHead):
     def priors(self, outputs: dict[str, list[Tensor]]) -> Priors:
         return anchor_priors(super().priors(outputs), self.anchor_shapes)
 
-    def assign(self, priors: Priors, gt_boxes: Tensor, gt_valid: Tensor) -> Tensor:
-        return atss_assign(priors, gt_boxes, gt_valid, self.cfg.atss_topk)
+    def assign(self, priors: Priors, gt_boxes: Tensor, gt_valid: Tensor, prior_valid: Tensor | None = None) -> Tensor:
+        return atss_assign(priors, gt_boxes, gt_valid, self.cfg.atss_topk, prior_valid=prior_valid)
 
     def decode_boxes(self, reg: Tensor, priors: Priors) -> Tensor:
         """Flattened deltas ``[B, N, 4]`` → boxes around the anchors (``dw, dh`` clipped at ``delta_clip``)."""
-        return decode_deltas(priors.anchors[None], reg, self.delta_means, self.delta_stds, clip=self.cfg.delta_clip)
+        return decode_deltas(priors.anchors[None], reg, self.delta_means, self.delta_stds, self.cfg.delta_clip,
+                             self.cfg.delta_clip_below)

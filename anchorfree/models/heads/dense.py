@@ -115,7 +115,27 @@ class DenseHead(Head):
         shapes = [tuple(m.shape[-2:]) for m in any_maps]
         return grid_priors(shapes, self.strides, self.cfg.prior_offset, any_maps[0].device, spacing=self.cfg.prior_stride)
 
+    def inside_padding_limit(self, priors: Priors, image_sizes: Tensor) -> Tensor | None:
+        """``[B, N]`` True for the priors that train, ``None`` when all do (``head.ignore_padding_priors=0``).
+
+        With a divisor ``d``, a prior of stride ``s`` trains when its cell index is below
+        ``ceil(ceil(size / d) * d / s)`` on both axes, ``size`` the image's own (unpadded) height or width:
+        mmdetection's anchor ``valid_flags`` on each image's ``pad_shape``."""
+        divisor = self.cfg.ignore_padding_priors
+        if divisor <= 0:
+            return None
+        padded = torch.ceil(image_sizes.to(priors.points) / divisor) * divisor  # [B, 2] (h, w)
+        strides = priors.strides[None, :]
+        limit_y = torch.ceil(padded[:, 0:1] / strides) * strides
+        limit_x = torch.ceil(padded[:, 1:2] / strides) * strides
+        return (priors.points[None, :, 1] < limit_y) & (priors.points[None, :, 0] < limit_x)
+
     # ---- inference ---------------------------------------------------------------------
+    def score_factors(self, outputs: dict[str, list[Tensor]]) -> Tensor | None:
+        """``[B, N]`` factors multiplied into the scores after the candidates are chosen on
+        :meth:`scores_and_boxes`' scores (FCOS/ATSS center-ness with ``candidate_score=class``), or ``None``."""
+        return None
+
     def scores_and_boxes(self, outputs: dict[str, list[Tensor]], priors: Priors) -> tuple[Tensor, Tensor]:
         """Per-prior class scores ``[B, N, C]`` in (0, 1) and decoded boxes ``[B, N, 4]``."""
         raise NotImplementedError
@@ -126,8 +146,9 @@ class DenseHead(Head):
         opts = self.inference_options(**options)
         outputs, priors = self.float_outputs_and_priors(outputs)
         scores, boxes = self.scores_and_boxes(outputs, priors)
-        return select_detections(list(scores.split(priors.num_per_level, dim=1)),
-                                 list(boxes.split(priors.num_per_level, dim=1)), image_sizes, opts)
+        factors = self.score_factors(outputs)
+        split = lambda t: None if t is None else list(t.split(priors.num_per_level, dim=1))  # noqa: E731
+        return select_detections(split(scores), split(boxes), image_sizes, opts, split(factors))
 
     # ---- training ----------------------------------------------------------------------
     def loss(self, outputs: dict[str, list[Tensor]], targets: list[dict[str, Tensor]],

@@ -19,7 +19,7 @@ from torch import nn, Tensor
 from ...boxes import bbox2distance, centerness_target, distance2bbox
 from ...config import ATSSHeadConfig, FCOSHeadConfig
 from ...errors import ConfigError
-from ...losses import box_iou_loss, num_positives, reduce_mean, sigmoid_focal_loss
+from ...losses import box_iou_loss, positives_normalizer, reduce_mean, sigmoid_focal_loss
 from .dense import (DenseHead, Scale, flatten_levels, matched_targets, one_hot_targets, output_conv,
                          pad_targets)
 from ..priors import Priors
@@ -32,6 +32,7 @@ def fcos_assign(
     regress_ranges: Tensor,
     center_sampling_radius: float,
     closed_ranges: bool = True,
+    prior_valid: Tensor | None = None,
 ) -> Tensor:
     """Match every prior point to a box, batched over images (Sec. 3.1–3.2).
 
@@ -42,6 +43,7 @@ def fcos_assign(
         center_sampling_radius: positives must be within ``radius * stride`` of the box
             center (L∞ distance); 0 disables center sampling.
         closed_ranges: ``lo <= d <= hi`` (mmdetection) or ``lo < d < hi`` (torchvision).
+        prior_valid: ``[B, N]``; priors marked False match nothing.
 
     Returns:
         ``[B, N]`` index of the matched box, ``-1`` for background.
@@ -59,6 +61,8 @@ def fcos_assign(
     lo, hi = ranges[None, :, 0, None], ranges[None, :, 1, None]
     in_range = (max_dist >= lo) & (max_dist <= hi) if closed_ranges else (max_dist > lo) & (max_dist < hi)
     match = inside & in_range & gt_valid[:, None, :]
+    if prior_valid is not None:
+        match &= prior_valid[:, :, None]
     areas = ((gt_boxes[..., 2] - gt_boxes[..., 0]) * (gt_boxes[..., 3] - gt_boxes[..., 1]))[:, None, :]
     cost = torch.where(match, areas.expand_as(match), torch.full_like(max_dist, float("inf")))
     min_area, matched = cost.min(dim=-1)  # ambiguous points go to the smallest box
@@ -79,6 +83,9 @@ class FCOSHead(DenseHead):
         self.bbox_pred = output_conv(c, a * 4)
         self.centerness = output_conv(c, a)
         self.scales = nn.ModuleList(Scale(1.0) for _ in self.strides) if cfg.scale_per_level else None
+        if cfg.candidate_score == "class" and cfg.score_mode != "mul":
+            raise ConfigError("head.candidate_score=class multiplies the center-ness into the class score after the "
+                              "top-k (score cls * ctr); head.score_mode=sqrt goes with head.candidate_score=joint only")
 
     def forward_level(self, x: Tensor, level: int) -> dict[str, Tensor]:
         cls_feat, reg_feat = self.cls_tower(x), self.reg_tower(x)
@@ -88,14 +95,14 @@ class FCOSHead(DenseHead):
         ctr = self.centerness(reg_feat if self.cfg.centerness_on_reg else cls_feat)
         return {"cls": self.cls_logits(cls_feat), "reg": reg, "ctr": ctr}
 
-    def assign(self, priors: Priors, gt_boxes: Tensor, gt_valid: Tensor) -> Tensor:
+    def assign(self, priors: Priors, gt_boxes: Tensor, gt_valid: Tensor, prior_valid: Tensor | None = None) -> Tensor:
         """``[B, N]`` matched box per prior (-1: background), see :func:`fcos_assign`."""
         cfg = self.cfg
         if len(cfg.regress_ranges) != len(self.strides):
             raise ConfigError("head.regress_ranges needs one [lo, hi] pair per stride in head.strides")
         ranges = torch.tensor(cfg.regress_ranges, dtype=torch.float32, device=gt_boxes.device)
         return fcos_assign(priors, gt_boxes, gt_valid, ranges, cfg.center_sampling_radius,
-                           closed_ranges=cfg.range_bounds == "closed")
+                           closed_ranges=cfg.range_bounds == "closed", prior_valid=prior_valid)
 
     def decode_boxes(self, reg: Tensor, priors: Priors) -> Tensor:
         """Flattened raw regression ``[B, N, 4]`` → boxes: ``act(reg) * (stride if norm_on_bbox)``."""
@@ -105,12 +112,19 @@ class FCOSHead(DenseHead):
         return distance2bbox(priors.points[None], dist)
 
     def scores_and_boxes(self, outputs: dict[str, list[Tensor]], priors: Priors) -> tuple[Tensor, Tensor]:
-        cls = flatten_levels(outputs["cls"], self.num_classes).sigmoid()
-        ctr = flatten_levels(outputs["ctr"], 1).sigmoid()
-        scores = cls * ctr
-        if self.cfg.score_mode == "sqrt":
-            scores = scores.sqrt()
+        """Scores ``cls * ctr`` (or its square root), or ``cls`` alone with ``candidate_score=class``
+        (:meth:`score_factors` then gives the center-ness)."""
+        scores = flatten_levels(outputs["cls"], self.num_classes).sigmoid()
+        if self.cfg.candidate_score == "joint":
+            scores = scores * flatten_levels(outputs["ctr"], 1).sigmoid()
+            if self.cfg.score_mode == "sqrt":
+                scores = scores.sqrt()
         return scores, self.decode_boxes(flatten_levels(outputs["reg"], 4), priors)
+
+    def score_factors(self, outputs: dict[str, list[Tensor]]) -> Tensor | None:
+        if self.cfg.candidate_score == "joint":
+            return None
+        return flatten_levels(outputs["ctr"], 1)[..., 0].sigmoid()
 
     def loss(self, outputs: dict[str, list[Tensor]], targets: list[dict[str, Tensor]],
              image_sizes: Tensor) -> dict[str, Tensor]:
@@ -120,11 +134,15 @@ class FCOSHead(DenseHead):
         reg = flatten_levels(outputs["reg"], 4)
         ctr = flatten_levels(outputs["ctr"], 1)[..., 0]
         gt_boxes, gt_labels, gt_valid = pad_targets(targets, cls.device)
-
-        pos, labels, box_targets = matched_targets(self.assign(priors, gt_boxes, gt_valid), gt_boxes, gt_labels)
-        num_pos = num_positives(pos)
+        trained = self.inside_padding_limit(priors, image_sizes)
+        matched = self.assign(priors, gt_boxes, gt_valid, trained)
+        pos, labels, box_targets = matched_targets(matched, gt_boxes, gt_labels)
+        num_pos = positives_normalizer(pos, getattr(cfg, "loss_normalizer", "batch"))  # FCOS: the batch's
         cls_target = one_hot_targets(pos, labels, self.num_classes)
-        loss_cls = sigmoid_focal_loss(cls, cls_target, cfg.focal_alpha, cfg.focal_gamma, reduction="sum") / num_pos
+        focal = sigmoid_focal_loss(cls, cls_target, cfg.focal_alpha, cfg.focal_gamma, reduction="none")
+        if trained is not None:
+            focal = focal * trained[..., None]
+        loss_cls = focal.sum() / num_pos
 
         # boxes: IoU/GIoU on decoded boxes; center-ness targets of the prior point w.r.t. its box (Eq. 3)
         box_target = box_targets[pos]

@@ -33,7 +33,7 @@ from torch import nn, Tensor
 from ...boxes import aligned_iou, bbox2distance, distance2bbox
 from ...config import GFLHeadConfig, GFLv2HeadConfig
 from ...errors import ConfigError
-from ...losses import box_iou_loss, distribution_focal_loss, num_positives, quality_focal_loss, reduce_mean
+from ...losses import box_iou_loss, distribution_focal_loss, positives_normalizer, quality_focal_loss, reduce_mean
 from .atss import atss_assign
 from .dense import DenseHead, Scale, flatten_levels, matched_targets, one_hot_targets, output_conv, pad_targets
 from ..priors import Priors, anchor_priors, level_anchor_shapes
@@ -126,9 +126,10 @@ class GFLHead(DenseHead):
         scores = self.class_scores(outputs)
         gt_boxes, gt_labels, gt_valid = pad_targets(targets, cls.device)
 
-        matched = atss_assign(priors, gt_boxes, gt_valid, cfg.atss_topk)
+        trained = self.inside_padding_limit(priors, image_sizes)
+        matched = atss_assign(priors, gt_boxes, gt_valid, cfg.atss_topk, prior_valid=trained)
         pos, labels, box_targets = matched_targets(matched, gt_boxes, gt_labels)
-        num_pos = num_positives(pos)
+        num_pos = positives_normalizer(pos, cfg.loss_normalizer)
         box_target = box_targets[pos]
         pred_boxes = self.decode_boxes(reg, priors)[pos]
 
@@ -136,10 +137,12 @@ class GFLHead(DenseHead):
         iou = aligned_iou(pred_boxes.detach(), box_target)
         score_target = one_hot_targets(pos, labels, self.num_classes, iou)
         if self.use_dgqp:  # GFLv2: the joint score σ(cls)·I is a probability
-            loss_cls = quality_focal_loss(scores, score_target, cfg.qfl_beta, use_sigmoid=False, reduction="sum")
+            qfl = quality_focal_loss(scores, score_target, cfg.qfl_beta, use_sigmoid=False)
         else:
-            loss_cls = quality_focal_loss(cls, score_target, cfg.qfl_beta, use_sigmoid=True, reduction="sum")
-        loss_cls = loss_cls / num_pos
+            qfl = quality_focal_loss(cls, score_target, cfg.qfl_beta, use_sigmoid=True)
+        if trained is not None:
+            qfl = qfl * trained[..., None]
+        loss_cls = qfl.sum() / num_pos
 
         # GIoU and DFL on positives, weighted by the (detached) best class score there
         weight = scores.detach().max(dim=-1).values[pos]

@@ -30,7 +30,7 @@ from torchvision.ops import box_iou
 from ...boxes import decode_deltas, encode_deltas
 from ...config import RetinaNetHeadConfig
 from ...errors import ConfigError
-from ...losses import box_iou_loss, num_positives, sigmoid_focal_loss
+from ...losses import box_iou_loss, positives_normalizer, sigmoid_focal_loss
 from .dense import DenseHead, flatten_levels, output_conv, pad_targets
 from ..priors import Priors, anchor_priors, level_anchor_shapes
 
@@ -38,7 +38,7 @@ BACKGROUND = -1
 IGNORED = -2
 LOW_QUALITY_RULES = ("gt", "argmax", "none")
 BOX_LOSSES = ("l1", "smooth_l1", "giou")
-LOSS_NORMALIZERS = ("batch", "image")
+LOSS_NORMALIZERS = ("batch", "image_sum", "image")
 
 
 def anchor_gt_ious(anchors: Tensor, gt_boxes: Tensor) -> Tensor:
@@ -139,7 +139,8 @@ class RetinaNetHead(DenseHead):
         return anchor_priors(super().priors(outputs), self.anchor_shapes)
 
     def decode(self, deltas: Tensor, anchors: Tensor) -> Tensor:
-        return decode_deltas(anchors, deltas, self.delta_means, self.delta_stds, self.cfg.delta_clip)
+        return decode_deltas(anchors, deltas, self.delta_means, self.delta_stds, self.cfg.delta_clip,
+                             self.cfg.delta_clip_below)
 
     def scores_and_boxes(self, outputs: dict[str, list[Tensor]], priors: Priors) -> tuple[Tensor, Tensor]:
         scores = flatten_levels(outputs["cls"], self.num_classes).sigmoid()
@@ -149,7 +150,7 @@ class RetinaNetHead(DenseHead):
         """Reduce a ``[B, N]`` loss map by the positives, see :attr:`loss_normalizer`."""
         if self.loss_normalizer == "image":
             return (per_anchor.sum(dim=1) / pos.sum(dim=1).clamp(min=1)).mean()
-        return per_anchor.sum() / num_positives(pos)
+        return per_anchor.sum() / positives_normalizer(pos, self.loss_normalizer)
 
     def loss(self, outputs: dict[str, list[Tensor]], targets: list[dict[str, Tensor]],
              image_sizes: Tensor) -> dict[str, Tensor]:
@@ -159,8 +160,13 @@ class RetinaNetHead(DenseHead):
         reg = flatten_levels(outputs["reg"], 4)  # [B, N, 4]
         gt_boxes, gt_labels, gt_valid = pad_targets(targets, cls.device)
 
-        matched = max_iou_assign(anchor_gt_ious(priors.anchors, gt_boxes), gt_valid,
-                                 cfg.pos_iou_thr, cfg.neg_iou_thr, cfg.low_quality_matches)
+        ious = anchor_gt_ious(priors.anchors, gt_boxes)
+        trained = self.inside_padding_limit(priors, image_sizes)
+        if trained is not None:  # anchors over the padding match nothing and count for no box's best IoU
+            ious = ious.masked_fill(~trained[:, :, None], -1.0)
+        matched = max_iou_assign(ious, gt_valid, cfg.pos_iou_thr, cfg.neg_iou_thr, cfg.low_quality_matches)
+        if trained is not None:
+            matched = matched.masked_fill(~trained, IGNORED)
         pos = matched >= 0
         safe = matched.clamp(min=0)
         labels = torch.gather(gt_labels, 1, safe)
