@@ -53,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "on COCO-format datasets.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    data = sub.add_parser("data", help="make or check datasets", description="Make or check datasets.")
+    data = sub.add_parser("data", help="make, check or convert datasets",
+                          description="Make, check or convert datasets (COCO JSON, YOLO txt or Pascal VOC XML).")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     synth = data_sub.add_parser("synth", help="write the built-in synthetic COCO dataset",
                                 description="Write a synthetic COCO-format dataset (JPEG images + JSON) with five "
@@ -67,8 +68,20 @@ def build_parser() -> argparse.ArgumentParser:
     check = data_sub.add_parser("check", help="validate a dataset and print its statistics",
                                 description="Load every annotation file of DATA, report problems (clipped or "
                                             "dropped boxes, missing fields) and, with --images, decode every image.")
-    check.add_argument("data", help="dataset folder or dataset YAML")
+    check.add_argument("data", help="dataset folder or dataset YAML (COCO, YOLO or Pascal VOC)")
     check.add_argument("--images", action="store_true", help="also decode every image file")
+    convert = data_sub.add_parser(
+        "convert", help="convert a dataset to COCO, YOLO or Pascal VOC",
+        description="Read SRC (a dataset folder or YAML in any of the three formats, checked as for training) and "
+                    "write its train and val splits to the new folder DST in the format --to, with a data.yaml. "
+                    "Images are hard-linked where possible (no extra disk space; both datasets then share each "
+                    "file), else copied. YOLO and VOC have no category ids: classes keep their order and names, "
+                    "and read back as ids 1..K. YOLO has no ignore regions, so crowd/difficult boxes are left out; "
+                    "VOC keeps them as difficult.")
+    convert.add_argument("src", help="dataset folder or dataset YAML")
+    convert.add_argument("dst", help="output folder (new or empty)")
+    convert.add_argument("--to", required=True, choices=["coco", "yolo", "voc"], help="format to write")
+    convert.add_argument("--copy", action="store_true", help="copy the images instead of hard-linking them")
 
     train = sub.add_parser("train", help="train a detector", formatter_class=argparse.RawDescriptionHelpFormatter,
                            description="Train MODEL (a preset name from `anchorfree models` or a YAML config) on "
@@ -87,10 +100,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("eval", help="COCO-evaluate a checkpoint",
                         description="Evaluate a run folder (its best.pt) or a checkpoint on DATA's validation "
-                                    "split: the 12 COCO metrics and per-class AP; writes metrics.json next to "
-                                    "the checkpoint.")
+                                    "split (COCO, YOLO or Pascal VOC): the 12 COCO metrics and per-class AP; writes "
+                                    "metrics.json next to the checkpoint.")
     ev.add_argument("checkpoint", help="run folder or .pt file")
     ev.add_argument("--data", required=True, help="dataset folder or dataset YAML")
+    ev.add_argument("--save-results", action="store_true",
+                    help="also write the detections as results.json (COCO results format, with each image's "
+                         "file_name) next to metrics.json; for YOLO and VOC data also ground_truth.json, the COCO "
+                         "view whose image ids results.json uses")
     ev.add_argument("--batch-size", type=int, default=8, help="images per batch (default 8)")
     ev.add_argument("--workers", type=int, default=2, help="data loading processes (default 2)")
     ev.add_argument("--fast", action="store_true", help="bf16 autocast on CPUs with bf16 / AMP on CUDA")
@@ -107,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("images", nargs="+", help="image files or folders")
     pr.add_argument("--out", required=True, help="output folder")
     pr.add_argument("--limit", type=int, default=0, help="process at most this many images (default: all)")
+    pr.add_argument("--annotations", metavar="ANN.json",
+                    help="a COCO annotation file listing the images: results.json then uses its image ids (matched "
+                         "by file name) and category ids, so it can be scored against that file")
     pr.add_argument("--fast", choices=["auto", "on", "off"], default="auto",
                     help="bf16/AMP inference (default: on where the hardware supports it)")
     pr.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -161,22 +181,31 @@ def _collect_images(inputs: list[str]) -> list[Path]:
 
 
 def cmd_data(args: argparse.Namespace) -> None:
-    from .data import CocoDetection, generate_synthetic_dataset, load_data_spec, load_image
+    from .data import CocoDetection, convert_dataset, generate_synthetic_dataset, load_data_spec, load_image
 
     if args.data_command == "synth":
         out = generate_synthetic_dataset(args.out, num_train=args.train, num_val=args.val,
                                          image_size=(args.min_size, args.max_size), seed=args.seed)
         print(f"wrote {args.train} training and {args.val} validation images to {out} (spec: {out / 'data.yaml'})")
         return
-    spec = load_data_spec(args.data)
-    splits = [("train", spec.train_ann, spec.train_images), ("val", spec.val_ann, spec.val_images)]
-    for split, ann, images in splits:
-        if ann is None:
-            continue
+    if args.data_command == "convert":
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
+            summary = convert_dataset(args.src, args.dst, args.to, link=not args.copy)
+        for w in caught:
+            print(f"warning: {w.message}")
+        for split, counts in summary["splits"].items():
+            print(f"{split}: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
+        print(f"wrote {summary['from']} dataset {args.src} as {args.to} to {args.dst} (spec: {summary['spec']})")
+        return
+    spec = load_data_spec(args.data)
+    print(f"dataset: {spec.source} ({spec.format})")
+    for split in spec.splits:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ann, images = spec.split(split)
             ds = CocoDetection(ann, images, class_names=spec.class_names)
-        print(f"{split}: {ann}  " + ", ".join(f"{k}={v}" for k, v in ds.stats.items()))
+        print(f"{split}: {ds.source}  " + ", ".join(f"{k}={v}" for k, v in ds.stats.items()))
         for w in caught:
             print(f"  warning: {w.message}")
         if args.images:
@@ -224,7 +253,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
     from .data import load_data_spec
     from .engine.checkpoint import load_detector
-    from .engine.evaluate import evaluate_dataset, make_eval_dataset
+    from .engine.evaluate import add_file_names, make_eval_dataset, predict_dataset, score_results
     from .errors import DatasetError
     from .evaluation import format_metrics_table, save_metrics
     from .models.fuse import inference_detector
@@ -234,17 +263,25 @@ def cmd_eval(args: argparse.Namespace) -> None:
     spec = load_data_spec(args.data)
     dataset = make_eval_dataset(model, spec.val_ann, spec.val_images)
     if dataset.num_classes != cfg.model.num_classes:
-        raise DatasetError(f"{spec.val_ann} has {dataset.num_classes} categories but the checkpoint "
+        raise DatasetError(f"{dataset.source} has {dataset.num_classes} categories but the checkpoint "
                            f"{ckpt['path']} was trained for {cfg.model.num_classes}; evaluate on the dataset it "
                            "was trained for")
     model = inference_detector(model.to(select_device(args.device)), args.fast)
     with torch.inference_mode():
-        result = evaluate_dataset(model, dataset, args.batch_size, args.workers, fast=args.fast,
-                                  backend=args.backend, **_inference_options(args))
+        results = predict_dataset(model, dataset, args.batch_size, args.workers, fast=args.fast,
+                                  **_inference_options(args))
+    result = score_results(dataset, results, backend=args.backend)
     print(format_metrics_table(result))
-    out = Path(ckpt["path"]).parent / "metrics.json"
-    save_metrics(result, out)
-    print(f"wrote {out}")
+    folder = Path(ckpt["path"]).parent
+    save_metrics(result, folder / "metrics.json")
+    written = [folder / "metrics.json"]
+    if args.save_results:
+        (folder / "results.json").write_text(json.dumps(add_file_names(dataset, results)))
+        written.append(folder / "results.json")
+        if isinstance(dataset.coco_gt, dict):  # YOLO / VOC: the COCO view that the image ids refer to
+            (folder / "ground_truth.json").write_text(json.dumps(dataset.coco_gt))
+            written.append(folder / "ground_truth.json")
+    print(f"wrote {', '.join(map(str, written))}")
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
@@ -260,18 +297,50 @@ def cmd_predict(args: argparse.Namespace) -> None:
     paths = _collect_images(args.images)
     if args.limit:
         paths = paths[: args.limit]
+    image_ids, category_ids = list(range(1, len(paths) + 1)), None
+    if args.annotations:
+        image_ids, category_ids, paths = _annotation_ids(args.annotations, paths, model.class_names)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results, total = [], 0
-    for image_id, path in enumerate(tqdm(paths, desc="predict", unit="img"), start=1):
+    for image_id, path in zip(image_ids, tqdm(paths, desc="predict", unit="img")):
         image = to_uint8_chw(path)
         pred = model(image, **options)
-        results += [dict(r, file_name=str(path)) for r in pred.to_coco(image_id)]
+        entries = pred.to_coco(image_id)
+        if category_ids is not None:  # label k is the k-th category of the annotation file, as in `eval`
+            entries = [dict(e, category_id=category_ids[label]) for e, label in zip(entries, pred.labels.tolist())]
+        results += [dict(r, file_name=str(path)) for r in entries]
         drawn = draw_detections(image, Detections(pred.boxes, pred.scores, pred.labels), model.class_names)
         save_image(drawn, out / f"{path.stem}.jpg")
         total += len(pred)
     (out / "results.json").write_text(json.dumps(results))
     print(f"{total} detections on {len(paths)} images; drawn images and results.json in {out}")
+
+
+def _annotation_ids(ann_file: str, paths: list[Path], class_names: list) -> tuple[list[int], list[int], list[Path]]:
+    """Image ids (by file name) and category ids (by label) from a COCO file; paths it does not list are left out."""
+    from .data import read_categories, read_coco_json
+    from .engine.evaluate import match_image_ids
+    from .errors import DatasetError
+
+    data = read_coco_json(ann_file)
+    cat_ids, names = read_categories(data, ann_file)
+    if len(cat_ids) != len(class_names):
+        raise DatasetError(f"{ann_file} has {len(cat_ids)} categories but the model predicts {len(class_names)} "
+                           "classes; pass the annotation file of the dataset the model was trained for")
+    if [str(n) for n in class_names] != names:
+        print(f"note: the model's class names differ from {ann_file}'s; label k is written as its k-th category "
+              "(sorted by id)", file=sys.stderr)
+    ids = match_image_ids(paths, data["images"], ann_file)
+    missing = [p for p, i in zip(paths, ids) if i is None]
+    if len(missing) == len(paths):
+        raise DatasetError(f"none of the {len(paths)} images is listed in {ann_file} (e.g. {paths[0].name}); pass "
+                           "the images of that annotation file")
+    if missing:
+        print(f"note: {len(missing)} image(s) are not listed in {ann_file} and are skipped, e.g. {missing[0]}",
+              file=sys.stderr)
+    kept = [(i, p) for p, i in zip(paths, ids) if i is not None]
+    return [i for i, _ in kept], cat_ids, [p for _, p in kept]
 
 
 def cmd_bench(args: argparse.Namespace) -> None:

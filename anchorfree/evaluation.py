@@ -42,7 +42,9 @@ def coco_evaluate(
     """Evaluate COCO-format box detections against a COCO ground truth.
 
     Args:
-        gt: Path to a COCO annotation JSON file, or the already-loaded dict (not modified).
+        gt: Path to a COCO annotation JSON file, or the already-loaded dict (not modified), such
+            as the COCO view of a YOLO or Pascal VOC split. Annotations without ``iscrowd`` count
+            as ``iscrowd=0``; without ``area``, the area is the box's ``w * h``.
         detections: COCO result dicts ``{image_id, category_id, bbox: [x, y, w, h], score}``
             (not modified). An empty list is allowed.
         backend: ``"faster"`` (faster-coco-eval) or ``"pycocotools"``.
@@ -157,6 +159,10 @@ def _load_gt(gt: str | Path | dict) -> dict:
     missing = [key for key in ("images", "annotations", "categories") if key not in data]
     if missing:
         raise DatasetError(f"{source} lacks the COCO field(s) {', '.join(missing)}")
+    for ann in data["annotations"]:  # optional in COCO files, required by the evaluators
+        if isinstance(ann, dict) and isinstance(ann.get("bbox"), list) and len(ann["bbox"]) == 4:
+            ann.setdefault("iscrowd", 0)
+            ann.setdefault("area", float(max(ann["bbox"][2], 0) * max(ann["bbox"][3], 0)))
     return data
 
 

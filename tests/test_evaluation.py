@@ -227,3 +227,19 @@ def test_save_metrics(tmp_path, gt, detections):
     save_metrics(result, path)  # overwrite
     assert json.loads(path.read_text()) == result
     assert sorted(p.name for p in path.parent.iterdir()) == ["metrics.json"]
+
+
+@pytest.mark.parametrize("backend", ["faster", "pycocotools"])
+def test_gt_without_optional_iscrowd_and_area(backend):
+    """``iscrowd`` and ``area`` are optional in COCO files: missing, they count as 0 and ``w * h``. One
+    of two GT boxes found (the 40x40 box, area 1600: medium) gives AP 51/101 (recall 0.5 of 101 points);
+    the 10x10 box (small) is missed, so APs = 0 and APm = 1."""
+    gt = {"images": [{"id": 1, "width": 100, "height": 100, "file_name": "a.jpg"}],
+          "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 40, 40]},
+                          {"id": 2, "image_id": 1, "category_id": 1, "bbox": [70, 70, 10, 10]}],
+          "categories": [{"id": 1, "name": "a"}]}
+    original = copy.deepcopy(gt)
+    metrics = coco_evaluate(gt, [_det(1, 1, [10, 10, 40, 40], 0.9)], backend=backend)["metrics"]
+    assert metrics["AP"] == pytest.approx(51 / 101, abs=1e-12)
+    assert (metrics["APs"], metrics["APm"]) == (0.0, pytest.approx(1.0, abs=1e-12))
+    assert gt == original

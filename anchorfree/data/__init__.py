@@ -1,8 +1,10 @@
-"""Data pipeline: COCO datasets, transforms, collation, dataset specs and synthetic data."""
+"""Data pipeline: datasets (COCO, YOLO, Pascal VOC), transforms, collation, dataset specs, conversion and
+synthetic data."""
 from anchorfree.data.coco import CocoDetection, load_image, read_categories, read_coco_json
 from anchorfree.data.collate import collate, make_collate
+from anchorfree.data.convert import convert_dataset
 from anchorfree.data.mosaic import MosaicDetection, mosaic_enabled
-from anchorfree.data.spec import DataSpec, load_data_spec
+from anchorfree.data.spec import DATA_FORMATS, DataSpec, load_data_spec
 from anchorfree.data.synth import SYNTH_CATEGORY_IDS, SYNTH_CLASSES, generate_synthetic_dataset
 from anchorfree.data.transforms import (
     MIN_BOX_SIZE,
@@ -11,9 +13,11 @@ from anchorfree.data.transforms import (
     build_transforms,
     keep_ratio_size,
 )
+from anchorfree.data.voc import VOC_CLASSES
 
 __all__ = [
     "CocoDetection",
+    "DATA_FORMATS",
     "DataSpec",
     "DetectionTransform",
     "MIN_BOX_SIZE",
@@ -21,8 +25,10 @@ __all__ = [
     "ResizeKeepRatio",
     "SYNTH_CATEGORY_IDS",
     "SYNTH_CLASSES",
+    "VOC_CLASSES",
     "build_transforms",
     "collate",
+    "convert_dataset",
     "generate_synthetic_dataset",
     "keep_ratio_size",
     "load_data_spec",

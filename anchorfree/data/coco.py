@@ -22,7 +22,10 @@ except ImportError:  # pragma: no cover - future torchvision without image decod
 from anchorfree.data.transforms import MIN_BOX_SIZE
 from anchorfree.errors import DatasetError
 
-__all__ = ["CocoDetection", "read_coco_json", "read_categories", "load_image"]
+__all__ = ["CocoDetection", "check_coco_dict", "coco_source", "load_image", "read_categories", "read_coco_json"]
+
+CLIP_TOLERANCE = 0.01
+"""Pixels a box may reach outside its image without being counted (or warned about) as clipped."""
 
 Transform = Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor, Tensor, Tensor]]
 
@@ -45,15 +48,29 @@ def read_coco_json(path: str | Path) -> dict[str, Any]:
                            "Fix the file (for example with a JSON linter).") from None
     except (OSError, UnicodeDecodeError) as e:
         raise DatasetError(f"Cannot read annotation file {path}: {e}.") from None
+    return check_coco_dict(data, path)
+
+
+def check_coco_dict(data: Any, source: str | Path) -> dict[str, Any]:
+    """Check that ``data`` is a mapping with the three COCO lists; return it unchanged."""
     if not isinstance(data, dict):
-        raise DatasetError(f"{path} must contain a JSON object with 'images', 'annotations' and "
+        raise DatasetError(f"{source} must contain a JSON object with 'images', 'annotations' and "
                            f"'categories' lists, for example:\n{_MINIMAL_EXAMPLE}")
     for key in ("images", "annotations", "categories"):
         if not isinstance(data.get(key), list):
             problem = "is missing" if key not in data else "is not a list"
-            raise DatasetError(f"{path}: top-level key '{key}' {problem}. A COCO file needs 'images', "
+            raise DatasetError(f"{source}: top-level key '{key}' {problem}. A COCO file needs 'images', "
                                f"'annotations' and 'categories' lists, for example:\n{_MINIMAL_EXAMPLE}")
     return data
+
+
+def coco_source(ann: str | Path | dict[str, Any]) -> str:
+    """How messages name a COCO ground truth: the JSON path, or a dict's ``info["source"]``."""
+    if not isinstance(ann, dict):
+        return str(ann)
+    info = ann.get("info")
+    source = info.get("source") if isinstance(info, dict) else None
+    return str(source) if source else "the in-memory COCO annotations"
 
 
 def read_categories(data: dict[str, Any], path: str | Path) -> tuple[list[int], list[str]]:
@@ -107,10 +124,15 @@ class CocoDetection(Dataset):
     ``orig_size`` (int64 ``[2]`` = ``(h, w)`` on disk) and ``scale`` (float32 ``[2]`` = ``(sy, sx)``
     from disk to transformed pixels). Crowd boxes are never part of the targets; images without
     boxes are kept as negatives. Boxes are clipped to their image and boxes narrower than 1 px are
-    dropped once at load time; the counts are in :attr:`stats` and summarised in one warning.
+    dropped once at load time; the counts are in :attr:`stats` and summarised in one warning (an
+    overshoot up to :data:`CLIP_TOLERANCE`, the rounding of normalised or decimal coordinates, is
+    clipped without being counted).
 
     Args:
-        ann_file: COCO annotation JSON (also used as-is for evaluation, see ``coco_json_path``).
+        ann_file: COCO annotation JSON, or the same content as an in-memory dict (as made by the
+            YOLO and Pascal VOC readers, see :func:`anchorfree.data.load_data_spec`); used as-is
+            for evaluation, see :attr:`coco_gt`. A dict may name where it came from in
+            ``info["source"]``, which error messages then quote.
         image_dir: folder that ``file_name`` entries are relative to.
         transforms: ``(image, boxes, labels) -> (image, boxes, labels, scale)``, e.g. from
             :func:`anchorfree.data.build_transforms`; ``None`` keeps the image as stored.
@@ -120,22 +142,30 @@ class CocoDetection(Dataset):
 
     def __init__(
         self,
-        ann_file: str | Path,
+        ann_file: str | Path | dict[str, Any],
         image_dir: str | Path,
         transforms: Transform | None = None,
         class_names: Sequence[str] | None = None,
         train: bool = False,
     ) -> None:
-        self.coco_json_path = Path(ann_file)
         self.image_dir = Path(image_dir)
         self.transforms = transforms
         self.train = train
-        data = read_coco_json(self.coco_json_path)
+        if isinstance(ann_file, dict):
+            self.coco_json_path: Path | None = None
+            self.source = coco_source(ann_file)
+            data = check_coco_dict(ann_file, self.source)
+            self._gt_dict: dict[str, Any] | None = ann_file
+        else:
+            self.coco_json_path = Path(ann_file)
+            self.source = str(self.coco_json_path)
+            data = read_coco_json(self.coco_json_path)
+            self._gt_dict = None
         if not self.image_dir.is_dir():
-            raise DatasetError(f"Image folder {self.image_dir} (for {self.coco_json_path}) does not exist. "
+            raise DatasetError(f"Image folder {self.image_dir} (for {self.source}) does not exist. "
                                "Check the 'images' path in your dataset spec.")
 
-        self.cat_ids, self.class_names = read_categories(data, self.coco_json_path)
+        self.cat_ids, self.class_names = read_categories(data, self.source)
         if class_names is not None:
             self._check_class_names(list(class_names))
         self.cat_id_to_label = {cat_id: label for label, cat_id in enumerate(self.cat_ids)}
@@ -144,6 +174,17 @@ class CocoDetection(Dataset):
         index_of_image = self._parse_images(data["images"])
         self._parse_annotations(data["annotations"], index_of_image)
         self._warn_about_fixed_boxes()
+
+    @property
+    def coco_gt(self) -> Path | dict[str, Any]:
+        """The ground truth for COCO evaluation: the JSON path, or the dict this dataset was made from."""
+        return self.coco_json_path if self._gt_dict is None else self._gt_dict
+
+    def __getstate__(self) -> dict[str, Any]:
+        """DataLoader workers only load samples: leave the (possibly large) ground-truth dict behind."""
+        state = self.__dict__.copy()
+        state["_gt_dict"] = None
+        return state
 
     @property
     def num_classes(self) -> int:
@@ -167,7 +208,7 @@ class CocoDetection(Dataset):
         if tuple(image.shape[-2:]) != (info["height"], info["width"]):
             raise DatasetError(
                 f"Image file {path} (image id {info['id']}) is {image.shape[-2]}x{image.shape[-1]} (h x w) but "
-                f"{self.coco_json_path.name} declares height={info['height']}, width={info['width']}. "
+                f"{self.source} declares height={info['height']}, width={info['width']}. "
                 "Fix the entry's width/height (the boxes must refer to the stored image).")
         start, end = self._offsets[index], self._offsets[index + 1]
         boxes = torch.tensor(self._boxes[start:end], dtype=torch.float32).reshape(-1, 4)
@@ -188,7 +229,7 @@ class CocoDetection(Dataset):
     # ------------------------------------------------------------------ loading
 
     def _check_class_names(self, expected: list[str]) -> None:
-        path = self.coco_json_path
+        path = self.source
         if len(expected) != len(self.class_names):
             raise DatasetError(f"{path} declares {len(self.class_names)} categories {self.class_names} but "
                                f"{len(expected)} class names were given {expected}. Make the dataset's "
@@ -201,7 +242,7 @@ class CocoDetection(Dataset):
 
     def _parse_images(self, images: list[Any]) -> dict[int, int]:
         """Store ids, file names and sizes as arrays; return ``{image id: index}``."""
-        path = self.coco_json_path
+        path = self.source
         if not images:
             raise DatasetError(f"{path} has an empty 'images' list; add the images of this split.")
         ids, names, sizes = [], [], []
@@ -228,7 +269,7 @@ class CocoDetection(Dataset):
 
     def _parse_annotations(self, annotations: list[Any], index_of_image: dict[int, int]) -> None:
         """Validate annotations; store clipped non-crowd boxes grouped by image, and :attr:`stats`."""
-        path = self.coco_json_path
+        path = self.source
         image_index, bboxes, labels, crowd = [], [], [], []
         for index, ann in enumerate(annotations):
             _require_fields(ann, ("image_id", "bbox", "category_id"), f"annotations[{index}]", path)
@@ -263,7 +304,7 @@ class CocoDetection(Dataset):
         wh = self._sizes[image_index][:, ::-1].astype(np.float64)  # (w, h) of each box's image
         clipped = np.clip(xyxy, 0.0, np.concatenate([wh, wh], axis=1))
         valid = ((clipped[:, 2:] - clipped[:, :2]) >= MIN_BOX_SIZE).all(axis=1)
-        was_clipped = (clipped != xyxy).any(axis=1)
+        was_clipped = (np.abs(clipped - xyxy) > CLIP_TOLERANCE).any(axis=1)
         keep = valid & ~crowd
 
         order = np.argsort(image_index[keep], kind="stable")
@@ -289,10 +330,10 @@ class CocoDetection(Dataset):
             parts.append(f"dropped {self.stats['dropped']} boxes with zero or negative size "
                          f"(width or height < {MIN_BOX_SIZE:g} px after clipping)")
         if parts:
-            warnings.warn(f"{self.coco_json_path}: {', '.join(parts)}.", stacklevel=3)
+            warnings.warn(f"{self.source}: {', '.join(parts)}.", stacklevel=3)
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}({self.coco_json_path}, images={len(self)}, "
+        return (f"{type(self).__name__}({self.source}, images={len(self)}, "
                 f"boxes={self.stats['boxes']}, classes={self.num_classes}, train={self.train})")
 
 

@@ -1,6 +1,6 @@
-"""Dataset spec: where the annotation files and images of each split live.
+"""Dataset spec: where the annotations and images of each split live, in COCO, YOLO or VOC format.
 
-A spec is a YAML file (paths relative to the YAML's folder)::
+**COCO**: a YAML file (paths relative to the YAML's folder)::
 
     train:
       annotations: train/annotations.json
@@ -12,23 +12,49 @@ A spec is a YAML file (paths relative to the YAML's folder)::
 
 or a folder that contains such a ``data.yaml``, or a folder with the conventional layout
 ``train/annotations.json``, ``train/images/``, ``val/annotations.json``, ``val/images/``
-(as written by :func:`anchorfree.data.generate_synthetic_dataset`). ``train`` is optional
-(evaluation-only datasets); ``val`` is required.
+(as written by :func:`anchorfree.data.generate_synthetic_dataset`).
+
+**YOLO** (ultralytics layout, see :mod:`anchorfree.data.yolo`): a ``data.yaml`` whose ``train``
+and ``val`` are strings (folders of images or .txt lists) or lists of them, with ``names``::
+
+    path: .                   # optional dataset root, relative to the YAML's folder
+    train: images/train
+    val: images/val
+    names: {0: cat, 1: dog}   # or [cat, dog]
+
+**Pascal VOC** (see :mod:`anchorfree.data.voc`): a folder with ``Annotations/``, ``JPEGImages/``
+and ``ImageSets/Main/`` (or sub-folders such as ``VOC2007/``, ``VOCdevkit/VOC2012/`` with them),
+or a YAML with ``format: voc`` whose ``train``/``val`` name image-set lists
+(``VOC2007/ImageSets/Main/test.txt``, or a list of them) and optional ``names``.
+
+Detection: ``format: coco|yolo|voc`` in a YAML decides; otherwise ``val`` as a mapping means
+COCO, ``val`` naming ``ImageSets/Main/*.txt`` lists means VOC, and ``val`` as a path with
+``names`` means YOLO. A folder is read through its ``data.yaml`` if it has one, else as the COCO
+layout, else as VOC. ``train`` is optional (evaluation-only datasets); ``val`` is required.
+
+YOLO and VOC splits are read into in-memory COCO dicts (:mod:`anchorfree.data.formats`) the
+first time :attr:`DataSpec.train_ann` / :attr:`DataSpec.val_ann` is used, so evaluating on
+``val`` never reads the training labels.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from anchorfree.data.coco import read_categories, read_coco_json
+from anchorfree.data.voc import VocReader, default_image_sets, find_voc_roots
+from anchorfree.data.yolo import list_split_images, parse_names, read_yolo_split
 from anchorfree.errors import DatasetError
 
-__all__ = ["DataSpec", "SPEC_FILE_NAME", "load_data_spec"]
+__all__ = ["DATA_FORMATS", "DataSpec", "SPEC_FILE_NAME", "load_data_spec"]
 
 SPEC_FILE_NAME = "data.yaml"
+DATA_FORMATS = ("coco", "yolo", "voc")
+SPLITS = ("train", "val")
 _EXAMPLE = """train:
   annotations: train/annotations.json
   images: train/images
@@ -36,41 +62,224 @@ val:
   annotations: val/annotations.json
   images: val/images
 names: [cat, dog]   # optional"""
+_YOLO_EXAMPLE = """train: images/train
+val: images/val
+names: [cat, dog]"""
+
+Annotations = Path | dict[str, Any]
+SplitLoader = Callable[[], tuple[dict[str, Any], Path]]
 
 
-@dataclass
 class DataSpec:
-    """Resolved (absolute) paths of a dataset.
+    """The splits of a dataset: annotations (a COCO JSON path or an in-memory COCO dict) and image folders.
 
-    ``class_names`` is filled by :func:`load_data_spec` (from ``names`` or the val JSON
-    categories sorted by id); ``None`` only for hand-built specs, meaning "use the JSON's".
+    Args:
+        train_ann / val_ann: COCO JSON path or COCO dict of each split (``train_ann=None``: no train
+            split).
+        train_images / val_images: the folders that the ``file_name`` entries are relative to.
+        class_names: class names in label order; ``None`` only for hand-built specs, meaning "use
+            the annotations' categories sorted by id". :func:`load_data_spec` always fills it.
+        root: the dataset's folder.
+        format: ``"coco"``, ``"yolo"`` or ``"voc"``: the format on disk.
+        source: the YAML file or folder the spec was read from (for messages).
     """
 
-    train_ann: Path | None
-    train_images: Path | None
-    val_ann: Path
-    val_images: Path
-    class_names: list[str] | None
-    root: Path
+    def __init__(self, train_ann: Annotations | None, train_images: Path | None, val_ann: Annotations,
+                 val_images: Path, class_names: list[str] | None, root: Path, format: str = "coco",
+                 source: str | None = None) -> None:
+        self._splits: dict[str, tuple[Annotations, Path]] = {"val": (val_ann, val_images)}
+        if train_ann is not None:
+            self._splits["train"] = (train_ann, train_images)
+        self._loaders: dict[str, SplitLoader] = {}
+        self._names: list[str] | Callable[[], list[str]] | None = class_names
+        self.root = Path(root)
+        self.format = format
+        self.source = source or str(root)
+
+    @classmethod
+    def from_loaders(cls, loaders: dict[str, SplitLoader], class_names: list[str] | Callable[[], list[str]],
+                     root: Path, format: str, source: str) -> DataSpec:
+        """A spec whose splits are read on first use: ``loaders[split]()`` returns ``(COCO dict, image folder)``;
+        ``class_names`` may be a function called on first use too."""
+        spec = cls.__new__(cls)
+        spec._splits, spec._loaders, spec._names = {}, dict(loaders), class_names
+        spec.root, spec.format, spec.source = Path(root), format, source
+        return spec
+
+    @property
+    def splits(self) -> list[str]:
+        """The split names the dataset has, in order ``train``, ``val`` (nothing is read)."""
+        return [s for s in SPLITS if s in self._splits or s in self._loaders]
+
+    def split(self, name: str) -> tuple[Annotations | None, Path | None]:
+        """``(annotations, image folder)`` of split ``name`` (``(None, None)`` if the dataset has no such split)."""
+        if name not in self._splits and name in self._loaders:
+            self._splits[name] = self._loaders[name]()  # a failed read raises again on the next use
+            del self._loaders[name]
+        return self._splits.get(name, (None, None))
+
+    @property
+    def train_ann(self) -> Annotations | None:
+        return self.split("train")[0]
+
+    @property
+    def train_images(self) -> Path | None:
+        return self.split("train")[1]
+
+    @property
+    def val_ann(self) -> Annotations:
+        return self.split("val")[0]
+
+    @property
+    def val_images(self) -> Path:
+        return self.split("val")[1]
+
+    @property
+    def class_names(self) -> list[str] | None:
+        if callable(self._names):
+            self._names = self._names()
+        return self._names
+
+    @class_names.setter
+    def class_names(self, names: list[str] | None) -> None:
+        self._names = names
+
+    def __repr__(self) -> str:
+        return f"DataSpec({self.source!r}, format={self.format!r}, splits={self.splits})"
 
 
 def load_data_spec(path: str | Path) -> DataSpec:
-    """Load a dataset spec from a YAML file or a dataset folder (see the module docstring)."""
+    """Load a dataset spec from a YAML file or a dataset folder, in any of :data:`DATA_FORMATS`
+    (see the module docstring for the layouts and how the format is detected)."""
     path = Path(path).expanduser()
     if not path.exists():
         raise DatasetError(f"Dataset {path} does not exist. Pass a dataset folder or a dataset YAML file "
                            f"such as:\n{_EXAMPLE}")
     if path.is_file():
-        return _from_mapping(_read_yaml(path), path.parent.resolve(), str(path))
+        raw = _read_yaml(path)
+        return _from_yaml(raw, path.parent.resolve(), str(path))
     if (path / SPEC_FILE_NAME).is_file():
         return load_data_spec(path / SPEC_FILE_NAME)
-    if not (path / "val" / "annotations.json").is_file():
-        raise DatasetError(f"Dataset folder {path} has neither a {SPEC_FILE_NAME} nor val/annotations.json. "
-                           f"Add a {SPEC_FILE_NAME} like:\n{_EXAMPLE}\nor use the layout train/annotations.json, "
-                           "train/images/, val/annotations.json, val/images/.")
-    splits = ("train", "val") if (path / "train" / "annotations.json").is_file() else ("val",)
-    raw = {s: {"annotations": f"{s}/annotations.json", "images": f"{s}/images"} for s in splits}
-    return _from_mapping(raw, path.resolve(), str(path))
+    if (path / "val" / "annotations.json").is_file():
+        splits = ("train", "val") if (path / "train" / "annotations.json").is_file() else ("val",)
+        raw = {s: {"annotations": f"{s}/annotations.json", "images": f"{s}/images"} for s in splits}
+        return _from_mapping(raw, path.resolve(), str(path))
+    if find_voc_roots(path):
+        return _voc_spec({}, path.resolve(), str(path))
+    hint = ""
+    if (path / "images").is_dir() and (path / "labels").is_dir():
+        hint = (f"\nIt looks like a YOLO dataset (images/ and labels/): add a {SPEC_FILE_NAME} with the class "
+                f"names, like:\n{_YOLO_EXAMPLE}")
+    raise DatasetError(f"Dataset folder {path} has neither a {SPEC_FILE_NAME} nor val/annotations.json nor a Pascal "
+                       f"VOC layout (Annotations/, JPEGImages/, ImageSets/Main/).{hint}\nAdd a {SPEC_FILE_NAME} "
+                       f"like:\n{_EXAMPLE}\nor use the layout train/annotations.json, train/images/, "
+                       "val/annotations.json, val/images/.")
+
+
+def _from_yaml(raw: dict[str, Any], root: Path, source: str) -> DataSpec:
+    fmt = _yaml_format(raw, source)
+    if fmt == "yolo":
+        return _yolo_spec(raw, root, source)
+    if fmt == "voc":
+        return _voc_spec(raw, root, source)
+    return _from_mapping(raw, root, source)
+
+
+def _yaml_format(raw: dict[str, Any], source: str) -> str:
+    fmt = raw.get("format")
+    if fmt is not None:
+        if fmt not in DATA_FORMATS:
+            raise DatasetError(f"{source}: 'format' is {fmt!r}; use one of {', '.join(DATA_FORMATS)} (or leave it "
+                               "out to detect the format).")
+        return fmt
+    val = raw.get("val")
+    if isinstance(val, (str, list)):
+        entries = val if isinstance(val, list) else [val]
+        if entries and all(isinstance(e, str) and Path(e).suffix == ".txt" and Path(e).parent.parts[-2:] ==
+                           ("ImageSets", "Main") for e in entries):
+            return "voc"
+        if "names" in raw:
+            return "yolo"
+        raise DatasetError(f"{source}: 'val' must be a mapping with 'annotations' and 'images' (COCO), like:\n"
+                           f"{_EXAMPLE}\nor, for a YOLO dataset (val: a folder of images or a .txt list), add the "
+                           f"class 'names', like:\n{_YOLO_EXAMPLE}")
+    return "coco"
+
+
+def _dataset_root(raw: dict[str, Any], yaml_dir: Path, source: str) -> Path:
+    """``path`` relative to the YAML's folder (default: the folder itself).
+
+    ultralytics resolves a relative ``path`` against its own datasets folder; when ``path`` does not
+    exist here but the YAML's folder holds the ``val`` entry, the YAML's folder is the root.
+    """
+    value = raw.get("path")
+    if value is None or value == "":
+        return yaml_dir
+    if not isinstance(value, str):
+        raise DatasetError(f"{source}: 'path' must be the dataset root folder, got {value!r:.80}.")
+    root = (yaml_dir / Path(value).expanduser()).resolve()
+    if root.is_dir():
+        return root
+    val = raw.get("val")
+    first = val[0] if isinstance(val, list) and val else val
+    if isinstance(first, str) and (yaml_dir / first).exists():
+        return yaml_dir
+    raise DatasetError(f"{source}: 'path' points to {root}, which is not an existing folder. 'path' is relative to "
+                       "the YAML's folder; leave it out to use that folder.")
+
+
+def _yolo_spec(raw: dict[str, Any], yaml_dir: Path, source: str) -> DataSpec:
+    names = parse_names(raw.get("names"), source)
+    if "nc" in raw and raw["nc"] != len(names):
+        raise DatasetError(f"{source}: 'nc' is {raw['nc']!r} but 'names' has {len(names)} classes; make them agree "
+                           "(or remove 'nc').")
+    if raw.get("val") is None:
+        raise DatasetError(f"{source}: missing key 'val' (the evaluation split). Example:\n{_YOLO_EXAMPLE}")
+    root = _dataset_root(raw, yaml_dir, source)
+    loaders = {}
+    for split in SPLITS:
+        if raw.get(split) is None:
+            continue
+        entries = raw[split] if isinstance(raw[split], list) else [raw[split]]
+        for entry in entries:  # fail early on a wrong path; the images are listed on first use
+            if isinstance(entry, str) and not (root / Path(entry).expanduser()).exists():
+                raise DatasetError(f"{source}: '{split}' points to {root / entry}, which does not exist. Paths are "
+                                   "relative to 'path' (default: the YAML's folder).")
+        loaders[split] = partial(_read_yolo, raw[split], root, split, names, source)
+    return DataSpec.from_loaders(loaders, names, root, "yolo", source)
+
+
+def _read_yolo(entry: Any, root: Path, split: str, names: list[str], source: str) -> tuple[dict[str, Any], Path]:
+    return read_yolo_split(list_split_images(entry, root, split, source), names, f"{source} ({split})")
+
+
+def _voc_spec(raw: dict[str, Any], yaml_dir: Path, source: str) -> DataSpec:
+    names = parse_names(raw["names"], source) if raw.get("names") is not None else None
+    root = _dataset_root(raw, yaml_dir, source)
+    if raw.get("train") is None and raw.get("val") is None:
+        roots = find_voc_roots(root)
+        if not roots:
+            raise DatasetError(f"{source}: {root} is not a Pascal VOC folder (Annotations/, JPEGImages/, "
+                               "ImageSets/Main/), and no 'train'/'val' image sets are given.")
+        image_sets = default_image_sets(roots, source)
+    else:
+        if raw.get("val") is None:
+            raise DatasetError(f"{source}: missing key 'val' (the evaluation split), e.g. "
+                               "val: VOC2007/ImageSets/Main/test.txt")
+        image_sets = {}
+        for split in SPLITS:
+            entry = raw.get(split)
+            if entry is None:
+                continue
+            entries = entry if isinstance(entry, list) else [entry]
+            if not entries or not all(isinstance(e, str) and e for e in entries):
+                raise DatasetError(f"{source}: '{split}' must be an image-set list ROOT/ImageSets/Main/NAME.txt "
+                                   f"or a list of them, got {entry!r:.100}")
+            image_sets[split] = [root / Path(e).expanduser() for e in entries]
+    reader = VocReader(image_sets, names, source)
+    loaders = {split: partial(reader.read, split) for split in image_sets}
+    class_names = names if names is not None else (lambda: reader.class_names)
+    return DataSpec.from_loaders(loaders, class_names, root, "voc", source)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -100,7 +309,7 @@ def _from_mapping(raw: dict[str, Any], root: Path, source: str) -> DataSpec:
     elif not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
         raise DatasetError(f"{source}: 'names' must be a non-empty list of class names in category-id "
                            f"order, got {names!r}. Example:\n{_EXAMPLE}")
-    return DataSpec(train_ann, train_images, val_ann, val_images, list(names), root)
+    return DataSpec(train_ann, train_images, val_ann, val_images, list(names), root, "coco", source)
 
 
 def _split_paths(raw: dict[str, Any], split: str, root: Path, source: str) -> tuple[Path, Path]:

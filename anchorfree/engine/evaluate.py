@@ -1,6 +1,8 @@
 """Run a detector over a dataset and score it with COCO metrics."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import torch
@@ -8,6 +10,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..data import CocoDetection, build_transforms, make_collate
+from ..errors import DatasetError
 from ..evaluation import coco_evaluate
 from ..models.detector import Detector
 from ..runtime import autocast
@@ -26,7 +29,9 @@ def detections_to_coco(dets: list[Detections], image_ids: list[int], label_to_ca
     return results
 
 
-def make_eval_dataset(model: Detector, ann_file, image_dir, class_names=None) -> CocoDetection:
+def make_eval_dataset(model: Detector, ann_file: str | Path | dict, image_dir: str | Path,
+                      class_names: Sequence[str] | None = None) -> CocoDetection:
+    """The evaluation dataset of ``model``: ``ann_file`` (COCO JSON path or dict) resized as the model expects."""
     inp = model.cfg.input
     return CocoDetection(ann_file, image_dir, build_transforms(False, inp.min_size, inp.max_size),
                          class_names=class_names, train=False)
@@ -57,6 +62,46 @@ def evaluate_dataset(model: Detector, dataset: CocoDetection, batch_size: int = 
     """COCO metrics (the 12 numbers + per-class AP) of ``model`` on ``dataset``; ``options`` as
     :func:`predict_dataset`."""
     results = predict_dataset(model, dataset, batch_size, workers, fast, progress, **options)
-    metrics = coco_evaluate(dataset.coco_json_path, results, backend=backend, class_names=dataset.class_names)
+    return score_results(dataset, results, backend)
+
+
+def score_results(dataset: CocoDetection, results: list[dict], backend: str = "faster") -> dict[str, Any]:
+    """COCO metrics of ``results`` (from :func:`predict_dataset`) against ``dataset``'s ground truth."""
+    metrics = coco_evaluate(dataset.coco_gt, results, backend=backend, class_names=dataset.class_names)
     metrics["num_detections"] = len(results)
     return metrics
+
+
+def add_file_names(dataset: CocoDetection, results: list[dict]) -> list[dict]:
+    """``results`` with each entry's image ``file_name`` (as in the dataset) added."""
+    names = {info["id"]: info["file_name"] for info in map(dataset.get_image_info, range(len(dataset)))}
+    return [dict(r, file_name=names[r["image_id"]]) for r in results]
+
+
+def match_image_ids(paths: Sequence[Path], images: list[dict], source: str) -> list[int | None]:
+    """The id of each image file in a COCO ``images`` list, matched by file name (``None``: not listed).
+
+    An entry matches a path when its ``file_name`` is the end of the path (``val/a.jpg`` matches
+    ``data/val/a.jpg``; the longest such ``file_name`` wins); when none does, a ``file_name`` with the same base name matches if it is
+    the only one. Several equally good matches raise :class:`DatasetError`.
+    """
+    by_name: dict[str, list[tuple[tuple[str, ...], int]]] = {}
+    for img in images:
+        parts = PurePosixPath(str(img["file_name"]).replace("\\", "/")).parts
+        if parts:
+            by_name.setdefault(parts[-1], []).append((parts, int(img["id"])))
+    ids: list[int | None] = []
+    for path in paths:
+        candidates = by_name.get(path.name, [])
+        full = Path(path).resolve().parts
+        matching = [(len(parts), image_id) for parts, image_id in candidates if full[-len(parts):] == parts]
+        longest = max((n for n, _ in matching), default=0)
+        exact = [image_id for n, image_id in matching if n == longest]  # data/x/a.jpg: x/a.jpg before a.jpg
+        if len(exact) == 1 or (not exact and len(candidates) == 1):
+            ids.append(exact[0] if exact else candidates[0][1])
+        elif not candidates:
+            ids.append(None)
+        else:
+            raise DatasetError(f"{path} matches {len(exact) or len(candidates)} images of {source} with the name "
+                               f"{path.name!r}; pass the images from the folder that the file names are relative to.")
+    return ids
