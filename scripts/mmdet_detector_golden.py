@@ -6,8 +6,7 @@ no DCN) and CornerNet (Hourglass-104), built from mmdetection's own config with 
 * the state dict's keys, shapes and dtypes (the weights themselves are derived from the keys by
   ``tests/golden_weights.py:synthetic_state_dict``, so that the file stays small);
 * the image sizes (the images are ``synthetic_images(sizes)``) and the ground truth;
-* ``loss``: every loss term of ``model.loss`` (eval mode: BatchNorm uses its running statistics), summed
-  over levels;
+* ``loss``: every loss term of ``model.loss`` (BatchNorm with its running statistics), summed over levels;
 * ``detections``: ``model.predict(rescale=False)`` per image (boxes, scores, labels).
 
 The batch goes through mmdetection's ``DetDataPreprocessor`` (BGR → RGB where the config says so, mean /
@@ -121,7 +120,12 @@ def run(name: str, spec: dict) -> dict:
     images = [img.flip(0) for img in synthetic_images(sizes)]  # mmdetection reads images as BGR
     data = model.data_preprocessor({"inputs": images, "data_samples": samples(sizes, gts, not spec["dense"])},
                                    training=False)
+    # losses as in training: FCOS's head scales its regression by the stride only outside training. The dense
+    # detectors' BatchNorms stay in eval mode in train() (norm_eval=True); CenterNet's and CornerNet's would use
+    # batch statistics, so their losses are taken in eval mode (their heads do not depend on the mode)
+    model.train(spec["dense"])
     losses = {k: summed(v) for k, v in model.loss(data["inputs"], data["data_samples"]).items()}
+    model.eval()
     preds = model.predict(data["inputs"], data["data_samples"], rescale=False)
     detections = [{"boxes": p.pred_instances.bboxes.clone(), "scores": p.pred_instances.scores.clone(),
                    "labels": p.pred_instances.labels.clone()} for p in preds]

@@ -78,7 +78,8 @@ class HourglassNet(nn.Module):
         cur, feat = channels[0], cfg.hourglass_feat_channels
         self.stem = nn.Sequential(ConvBN(3, cur // 2, 7, stride=2, padding=3), res_layer(cur // 2, cur, 1, stride=2))
         self.hourglass_modules = nn.ModuleList(HourglassModule(depth, channels, blocks) for _ in range(stacks))
-        self.inters = nn.ModuleList(res_layer(cur, cur, 1) for _ in range(stacks - 1))
+        # one residual block per stack boundary, held in one layer as mmdetection does (keys ``inters.{i}.conv1``)
+        self.inters = res_layer(cur, cur, stacks - 1) if stacks > 1 else nn.Sequential()
         self.conv1x1s = nn.ModuleList(ConvBN(cur, cur, 1, act=False) for _ in range(stacks - 1))
         self.out_convs = nn.ModuleList(ConvBN(cur, feat, 3) for _ in range(stacks))
         self.remap_convs = nn.ModuleList(ConvBN(feat, cur, 1, act=False) for _ in range(stacks - 1))
