@@ -1,4 +1,4 @@
-"""``anchorfree`` command line: data, train, eval, predict, models.
+"""``anchorfree`` command line: data, train, eval, predict, convert, models, bench.
 
 Errors caused by input (files, fields, config values, checkpoints) are printed as one message
 that says what to do, without a traceback; the exit status is 2.
@@ -17,6 +17,7 @@ EPILOG = """examples:
   anchorfree train fcos_r18_fpn_tiny --data data/synth --out runs/demo train.epochs=4
   anchorfree eval runs/demo --data data/synth
   anchorfree predict runs/demo/best.pt data/synth/val/images --limit 8 --out runs/demo/predictions
+  anchorfree convert mmdet atss_r50_fpn_1x_coco.pth --out runs/atss
   anchorfree models
 """
 
@@ -132,6 +133,29 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     _add_inference_options(pr, 0.3)
     _add_threads(pr)
+
+    conv = sub.add_parser(
+        "convert", help="turn mmdetection or torchvision weights into a run folder",
+        description="Convert a checkpoint trained with another library into an anchorfree run folder (best.pt, "
+                    "config.yaml, conversion.json) that eval, predict, export and the Python API use like any other. "
+                    "The detector is recognised from the checkpoint's keys and the class count read off its weights.")
+    conv_sub = conv.add_subparsers(dest="library", required=True, metavar="LIBRARY")
+    for library, what, default in (
+            ("mmdet", "an mmdetection 3.x checkpoint (.pth) of FCOS, ATSS, GFL, RetinaNet, CenterNet or CornerNet",
+             "the *_mmdet preset of its head, e.g. atss_r50_fpn_mmdet"),
+            ("torchvision", "a torchvision fcos_resnet50_fpn / retinanet_resnet50_fpn(_v2) state dict",
+             "fcos_r50_fpn_torchvision or retinanet_r50_fpn(_v2)_torchvision")):
+        lp = conv_sub.add_parser(library, help=f"convert {what}", description=f"Convert {what} into a run folder; "
+                                 "a checkpoint that does not fit the preset gets a message naming the first keys that "
+                                 "differ and the preset that would fit.")
+        lp.add_argument("checkpoint", help="the weights file")
+        lp.add_argument("--out", required=True, help="run folder to create")
+        lp.add_argument("--model", help=f"preset (default: {default})")
+        if library == "mmdet":
+            lp.add_argument("--trusted", action="store_true",
+                            help="allow checkpoints that pickle non-tensor objects (runs the file's code: trusted "
+                                 "files only)")
+        lp.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides of the preset")
 
     sub.add_parser("models", help="list model presets", description="List the model presets that `train` accepts.")
 
@@ -353,6 +377,24 @@ def cmd_bench(args: argparse.Namespace) -> None:
     print(f"wrote {Path(args.out) / 'compare.md'}, compare.json and compare.png")
 
 
+def cmd_convert(args: argparse.Namespace) -> None:
+    from .interop.run import write_run
+
+    if args.library == "mmdet":
+        from .interop.mmdet import convert_mmdet
+
+        conversion = convert_mmdet(args.checkpoint, args.model, args.overrides, trusted=args.trusted)
+    else:
+        from .interop.torchvision import convert_torchvision
+
+        conversion = convert_torchvision(args.checkpoint, args.model, args.overrides)
+    out = write_run(conversion, args.out)
+    print(conversion.summary())
+    print(f"wrote {out / 'best.pt'}, {out / 'config.yaml'} and {out / 'conversion.json'}")
+    print(f"next: anchorfree eval {out} --data DATA   |   anchorfree predict {out} IMAGES --out {out / 'predictions'}"
+          f"   |   anchorfree export {out} --format onnx")
+
+
 def cmd_models(args: argparse.Namespace) -> None:
     from .presets import describe_presets
 
@@ -376,11 +418,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:  # key=value overrides may come after the options
-        if args.command != "train" or not all("=" in e and not e.startswith("-") for e in extra):
+        if args.command not in ("train", "convert") or not all("=" in e and not e.startswith("-") for e in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.overrides = list(args.overrides) + extra
     handlers = {"data": cmd_data, "train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "models": cmd_models,
-                "bench": cmd_bench}
+                "bench": cmd_bench, "convert": cmd_convert}
     try:
         threads = getattr(args, "threads", 0)
         if threads < 0:

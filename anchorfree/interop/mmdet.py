@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import pickle
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -33,6 +32,7 @@ from ..errors import CheckpointError
 from ..models.detector import Detector
 from ..presets import get_preset
 from .coco_classes import coco80_categories
+from .run import Conversion
 
 # a key only that head's mmdetection checkpoints hold → (head type, the preset of its reference config)
 HEAD_SIGNATURES: dict[str, tuple[str, str]] = {
@@ -169,19 +169,6 @@ def backbone_hint(state: dict[str, torch.Tensor]) -> str | None:
     return None if depth is None else f"backbone.name=resnet{depth}"
 
 
-@dataclass
-class Conversion:
-    """A converted model with its config and where it came from."""
-
-    model: Detector
-    config: Config
-    source: str
-    head: str
-    class_names: list[str]
-    label_to_cat_id: dict[int, int]
-    notes: list[str] = field(default_factory=list)
-
-
 def read_mmdet_checkpoint(path: str | Path, trusted: bool = False) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """``(state_dict, meta)`` of an mmdetection checkpoint file (``{'state_dict', 'meta'}`` or a bare state dict).
 
@@ -257,4 +244,4 @@ def convert_mmdet(checkpoint: str | Path, preset: str | None = None, overrides: 
     check_fits(converted, model, str(checkpoint), preset, suggested, hint)
     model.load_state_dict(converted, strict=False)
     notes = [f"class names: {origin}"]
-    return Conversion(model.eval(), cfg, str(checkpoint), head, names, ids, notes)
+    return Conversion(model.eval(), cfg, str(checkpoint), "mmdetection", head, names, ids, notes)

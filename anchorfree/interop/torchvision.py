@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Callable, Union
+from typing import Callable, Sequence, Union
 
 import torch
 
-from ..config import ModelConfig
+from ..config import ModelConfig, apply_overrides
 from ..errors import CheckpointError
 from ..models.detector import Detector
-from ..presets import fcos_r50_fpn_torchvision, retinanet_r50_fpn_torchvision, retinanet_r50_fpn_v2_torchvision
+from ..presets import (fcos_r50_fpn_torchvision, get_preset, retinanet_r50_fpn_torchvision,
+                       retinanet_r50_fpn_v2_torchvision)
+from .coco_classes import coco91_names
+from .run import Conversion
 
 # (pattern, replacement): the first rule whose pattern matches a key renames it (re.sub semantics;
 # the replacement may be a function of the match)
@@ -108,7 +111,11 @@ def _load(source: str | Path | dict, convert: Callable[[dict], dict], cfg: Model
     state = convert(source)
     cfg.num_classes = num_classes(state)
     model = Detector(cfg)
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # shapes differ: another architecture or preset
+        first = [line.strip() for line in str(e).splitlines() if "size mismatch" in line][:2]
+        raise CheckpointError(f"{what} weights do not fit the preset {cfg.name}: {' | '.join(first) or e}") from None
     unexpected = [k for k in unexpected if not k.endswith("num_batches_tracked")]
     if missing or unexpected:
         raise CheckpointError(f"{what} weights do not fit the config: missing {missing[:5]}, "
@@ -152,3 +159,54 @@ def load_torchvision_retinanet(source: str | Path | dict, cfg: ModelConfig | Non
         return int(state["head.cls_logits.weight"].shape[0]) // num_anchors
 
     return _load(source, convert_torchvision_retinanet, cfg, num_classes, "torchvision RetinaNet")
+
+
+def _read_state(path: str | Path) -> dict[str, torch.Tensor]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - damaged or foreign files all need the same advice
+        raise CheckpointError(f"cannot read {path} ({type(e).__name__}); the file is damaged or not a torchvision "
+                              "state dict (save it with torch.save(model.state_dict(), path))") from None
+    if isinstance(state, dict) and "state_dict" in state:
+        raise CheckpointError(f"{path} holds a 'state_dict' entry, as mmdetection's checkpoints do; use "
+                              "`anchorfree convert mmdet` for it")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path} is not a state dict of tensors; save it with torch.save(model.state_dict(), path)")
+    return state
+
+
+def convert_torchvision(checkpoint: str | Path, preset: str | None = None, overrides: Sequence[str] = ()) -> Conversion:
+    """A torchvision ``fcos_resnet50_fpn`` / ``retinanet_resnet50_fpn(_v2)`` state dict file as an anchorfree model.
+
+    The model is detected from the keys (center-ness → FCOS; GroupNorm in the towers → RetinaNet v2);
+    ``preset`` defaults to its ``*_torchvision`` preset, with ``overrides`` applied (e.g. ``backbone.norm=bn``
+    for a model built with ``weights_backbone=None``). With 91 classes (COCO) label ``i`` is COCO category ``i``.
+    """
+    state = _read_state(checkpoint)
+    if "head.regression_head.bbox_ctrness.weight" in state:
+        head, default, load = "fcos", "fcos_r50_fpn_torchvision", lambda s, c: load_torchvision_fcos(s, c)
+    elif "head.classification_head.cls_logits.weight" in state:
+        version = "v2" if _retinanet_uses_norm(state) else "v1"
+        head = "retinanet"
+        default = "retinanet_r50_fpn_v2_torchvision" if version == "v2" else "retinanet_r50_fpn_torchvision"
+        load = lambda s, c: load_torchvision_retinanet(s, c, version=version)  # noqa: E731
+    else:
+        raise CheckpointError(f"{checkpoint} is not a torchvision FCOS or RetinaNet state dict (no "
+                              "head.classification_head.cls_logits.weight key); first keys: "
+                              f"{', '.join(list(state)[:5])}")
+    preset = preset or default
+    cfg = apply_overrides(get_preset(preset), list(overrides))
+    if cfg.model.head.type != head:
+        raise CheckpointError(f"{checkpoint} is a torchvision {head} but the preset {preset} has a "
+                              f"{cfg.model.head.type} head; use --model {default}")
+    cfg.model.backbone.frozen_stages = 0
+    model = load(state, cfg.model)
+    n = cfg.model.num_classes
+    names = coco91_names() if n == 91 else [f"class_{i}" for i in range(n)]
+    cfg.model.class_names = list(names)
+    ids = {i: i for i in range(n)} if n == 91 else {i: i + 1 for i in range(n)}
+    notes = ["labels are COCO category ids (91 classes)" if n == 91 else "class names: none in the state dict"]
+    return Conversion(model.eval(), cfg, str(checkpoint), "torchvision", head, list(names), ids, notes)
