@@ -1,8 +1,14 @@
-"""Checkpoints: written atomically (temp file + ``os.replace``), validated when loaded."""
+"""Checkpoints: written atomically (temp file + ``os.replace``), validated when loaded.
+
+Every checkpoint carries a SHA-256 checksum of its weight tensors (``model`` and ``ema``), verified on load:
+a damaged file stops with a message instead of evaluating with corrupted weights. (Files written before
+checksums existed load with a warning.)"""
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +41,33 @@ def atomic_save(obj: Any, path: str | Path) -> None:
         raise
 
 
+CHECKSUMMED = ("model", "ema")  # the weight entries the checksum covers
+
+
+def tensors_checksum(*states: dict[str, torch.Tensor] | None) -> str:
+    """SHA-256 over the names, dtypes, shapes and bytes of every tensor of ``states`` (in key order)."""
+    digest = hashlib.sha256()
+    for state in states:
+        for key, value in sorted((state or {}).items()):
+            tensor = value.detach().cpu().contiguous()
+            digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+            if tensor.numel():
+                digest.update(memoryview(tensor.reshape(-1).view(torch.uint8).numpy()))
+    return digest.hexdigest()
+
+
+def verify_checksum(ckpt: dict[str, Any], path: str | Path) -> None:
+    """Raise :class:`CheckpointError` when the weights of ``ckpt`` do not match its stored checksum."""
+    stored = ckpt.get("checksum")
+    if stored is None:
+        warnings.warn(f"{path} has no checksum (written by an older anchorfree); its weights cannot be verified")
+        return
+    if tensors_checksum(*(ckpt.get(k) for k in CHECKSUMMED)) != stored:
+        raise CheckpointError(f"{path} is damaged: its weights do not match the checksum written with them (the "
+                              "file was changed or corrupted after saving). Use another checkpoint of the run "
+                              "(last.pt / best.pt) or retrain; do not evaluate these weights.")
+
+
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load and sanity-check an anchorfree checkpoint file."""
     path = Path(path)
@@ -55,6 +88,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an anchorfree checkpoint (no '{FORMAT}' marker); torchvision weights "
                               "are loaded with anchorfree.interop.torchvision.load_torchvision_fcos")
+    verify_checksum(ckpt, path)
     ckpt["path"] = str(path)
     return ckpt
 
@@ -95,4 +129,8 @@ def load_detector(path: str | Path, use_ema: bool = True) -> tuple[Detector, Con
 
 
 def make_checkpoint(cfg: Config, model_state: dict, **extra: Any) -> dict[str, Any]:
-    return {"format": FORMAT, "version": VERSION, "config": to_dict(cfg), "model": model_state, **extra}
+    """The checkpoint dict of a run: format marker, config, weights (+ ``extra``: EMA, optimizer, ...) and the
+    checksum of the weights."""
+    ckpt = {"format": FORMAT, "version": VERSION, "config": to_dict(cfg), "model": model_state, **extra}
+    ckpt["checksum"] = tensors_checksum(*(ckpt.get(k) for k in CHECKSUMMED))
+    return ckpt

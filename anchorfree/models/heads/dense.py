@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from functools import partial
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn, Tensor
@@ -167,6 +167,25 @@ def pad_targets(targets: list[dict[str, Tensor]], device: torch.device) -> tuple
         boxes[i, :n] = t["boxes"].to(device, torch.float32)
         labels[i, :n] = t["labels"].to(device)
     return boxes, labels, labels >= 0
+
+
+ASSIGN_BUDGET = 1 << 24  # elements of one [B, N, M] assignment tensor above which images are assigned one by one
+
+
+def assign_images(assign: Callable[[Tensor, Tensor, Tensor | None], Tensor], gt_boxes: Tensor, gt_valid: Tensor,
+                  prior_valid: Tensor | None, num_priors: int) -> Tensor:
+    """``assign(gt_boxes [b, m, 4], gt_valid [b, m], prior_valid [b, N] | None) -> [b, N]`` on the whole batch,
+    or one image at a time, each with its own box count, when the batch's ``[B, N, M]`` cost tensors would
+    exceed :data:`ASSIGN_BUDGET` elements (``M`` is the largest box count: one crowded image would pad every
+    image to it). Memory then grows with the boxes × priors of one image. The result is the same: boxes are
+    packed first by :func:`pad_targets`, so indices into the first ``m`` boxes are indices into all."""
+    num_images, max_boxes = gt_valid.shape
+    if num_images == 1 or num_images * num_priors * max_boxes <= ASSIGN_BUDGET:
+        return assign(gt_boxes, gt_valid, prior_valid)
+    counts = gt_valid.sum(dim=1).clamp(min=1).tolist()
+    return torch.cat([assign(gt_boxes[i:i + 1, :m], gt_valid[i:i + 1, :m],
+                             None if prior_valid is None else prior_valid[i:i + 1])
+                      for i, m in enumerate(counts)])
 
 
 def matched_targets(matched: Tensor, gt_boxes: Tensor, gt_labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:

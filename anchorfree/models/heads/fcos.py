@@ -12,6 +12,8 @@ the number of positives averaged across processes.
 """
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
@@ -20,8 +22,8 @@ from ...boxes import bbox2distance, centerness_target, distance2bbox
 from ...config import ATSSHeadConfig, FCOSHeadConfig
 from ...errors import ConfigError
 from ...losses import box_iou_loss, positives_normalizer, reduce_mean, sigmoid_focal_loss
-from .dense import (DenseHead, Scale, flatten_levels, matched_targets, one_hot_targets, output_conv,
-                         pad_targets)
+from .dense import (DenseHead, Scale, assign_images, flatten_levels, matched_targets, one_hot_targets,
+                    output_conv, pad_targets)
 from ..priors import Priors
 
 
@@ -135,7 +137,7 @@ class FCOSHead(DenseHead):
         ctr = flatten_levels(outputs["ctr"], 1)[..., 0]
         gt_boxes, gt_labels, gt_valid = pad_targets(targets, cls.device)
         trained = self.inside_padding_limit(priors, image_sizes)
-        matched = self.assign(priors, gt_boxes, gt_valid, trained)
+        matched = assign_images(partial(self.assign, priors), gt_boxes, gt_valid, trained, len(priors.points))
         pos, labels, box_targets = matched_targets(matched, gt_boxes, gt_labels)
         num_pos = positives_normalizer(pos, getattr(cfg, "loss_normalizer", "batch"))  # FCOS: the batch's
         cls_target = one_hot_targets(pos, labels, self.num_classes)

@@ -35,7 +35,8 @@ from ...config import GFLHeadConfig, GFLv2HeadConfig
 from ...errors import ConfigError
 from ...losses import box_iou_loss, distribution_focal_loss, positives_normalizer, quality_focal_loss, reduce_mean
 from .atss import atss_assign
-from .dense import DenseHead, Scale, flatten_levels, matched_targets, one_hot_targets, output_conv, pad_targets
+from .dense import (DenseHead, Scale, assign_images, flatten_levels, matched_targets, one_hot_targets, output_conv,
+                    pad_targets)
 from ..priors import Priors, anchor_priors, level_anchor_shapes
 
 
@@ -127,7 +128,8 @@ class GFLHead(DenseHead):
         gt_boxes, gt_labels, gt_valid = pad_targets(targets, cls.device)
 
         trained = self.inside_padding_limit(priors, image_sizes)
-        matched = atss_assign(priors, gt_boxes, gt_valid, cfg.atss_topk, prior_valid=trained)
+        matched = assign_images(lambda b, v, pv: atss_assign(priors, b, v, cfg.atss_topk, prior_valid=pv),
+                                gt_boxes, gt_valid, trained, len(priors.points))
         pos, labels, box_targets = matched_targets(matched, gt_boxes, gt_labels)
         num_pos = positives_normalizer(pos, cfg.loss_normalizer)
         box_target = box_targets[pos]

@@ -31,7 +31,7 @@ from ...boxes import decode_deltas, encode_deltas
 from ...config import RetinaNetHeadConfig
 from ...errors import ConfigError
 from ...losses import box_iou_loss, positives_normalizer, sigmoid_focal_loss
-from .dense import DenseHead, flatten_levels, output_conv, pad_targets
+from .dense import DenseHead, assign_images, flatten_levels, output_conv, pad_targets
 from ..priors import Priors, anchor_priors, level_anchor_shapes
 
 BACKGROUND = -1
@@ -160,11 +160,15 @@ class RetinaNetHead(DenseHead):
         reg = flatten_levels(outputs["reg"], 4)  # [B, N, 4]
         gt_boxes, gt_labels, gt_valid = pad_targets(targets, cls.device)
 
-        ious = anchor_gt_ious(priors.anchors, gt_boxes)
         trained = self.inside_padding_limit(priors, image_sizes)
-        if trained is not None:  # anchors over the padding match nothing and count for no box's best IoU
-            ious = ious.masked_fill(~trained[:, :, None], -1.0)
-        matched = max_iou_assign(ious, gt_valid, cfg.pos_iou_thr, cfg.neg_iou_thr, cfg.low_quality_matches)
+
+        def assign(boxes: Tensor, valid: Tensor, inside: Tensor | None) -> Tensor:
+            ious = anchor_gt_ious(priors.anchors, boxes)
+            if inside is not None:  # anchors over the padding match nothing and count for no box's best IoU
+                ious = ious.masked_fill(~inside[:, :, None], -1.0)
+            return max_iou_assign(ious, valid, cfg.pos_iou_thr, cfg.neg_iou_thr, cfg.low_quality_matches)
+
+        matched = assign_images(assign, gt_boxes, gt_valid, trained, len(priors.anchors))
         if trained is not None:
             matched = matched.masked_fill(~trained, IGNORED)
         pos = matched >= 0
