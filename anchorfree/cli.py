@@ -312,6 +312,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
     from .api import Model, to_uint8_chw
+    from .errors import AnchorfreeError
     from .structures import Detections
     from .visualize import draw_detections, save_image
 
@@ -326,9 +327,13 @@ def cmd_predict(args: argparse.Namespace) -> None:
         image_ids, category_ids, paths = _annotation_ids(args.annotations, paths, model.class_names)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    results, total = [], 0
+    results, total, unreadable = [], 0, []
     for image_id, path in zip(image_ids, tqdm(paths, desc="predict", unit="img")):
-        image = to_uint8_chw(path)
+        try:
+            image = to_uint8_chw(path)
+        except AnchorfreeError as e:  # a damaged or non-image file: skip it, report it at the end
+            unreadable.append((path, str(e).split(" (image id")[0]))
+            continue
         pred = model(image, **options)
         entries = pred.to_coco(image_id)
         if category_ids is not None:  # label k is the k-th category of the annotation file, as in `eval`
@@ -337,8 +342,18 @@ def cmd_predict(args: argparse.Namespace) -> None:
         drawn = draw_detections(image, Detections(pred.boxes, pred.scores, pred.labels), model.class_names)
         save_image(drawn, out / f"{path.stem}.jpg")
         total += len(pred)
+    done = len(paths) - len(unreadable)
+    if not done:
+        raise AnchorfreeError(f"none of the {len(paths)} images could be read (e.g. {unreadable[0][1]}); check that "
+                              "the files are images (JPEG, PNG, BMP, WebP, TIFF) and not damaged")
     (out / "results.json").write_text(json.dumps(results))
-    print(f"{total} detections on {len(paths)} images; drawn images and results.json in {out}")
+    print(f"{total} detections on {done} images; drawn images and results.json in {out}")
+    if unreadable:
+        listed = "\n  ".join(f"{p}: {why}" for p, why in unreadable[:10])
+        more = f"\n  … and {len(unreadable) - 10} more" if len(unreadable) > 10 else ""
+        print(f"skipped {len(unreadable)} unreadable file(s) — no results for them:\n  {listed}{more}\nRe-export or "
+              "remove these files (e.g. open and save them again with an image editor) and run predict on them "
+              "again.", file=sys.stderr)
 
 
 def _annotation_ids(ann_file: str, paths: list[Path], class_names: list) -> tuple[list[int], list[int], list[Path]]:

@@ -162,3 +162,28 @@ def test_keypoint_models_train_eval_predict_through_the_cli(small_synth, tmp_pat
                      str(tmp_path / f"{preset}_pred"), "--score-thresh", "0.0", *options]) == 0
         results = json.loads((tmp_path / f"{preset}_pred" / "results.json").read_text())
         assert results and {r["category_id"] for r in results} <= {1, 2, 3, 5, 7}
+
+
+def test_predict_on_a_folder_skips_unreadable_files(trained_run, small_synth, tmp_path, capsys):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    good = sorted((small_synth / "val" / "images").glob("*.jpg"))[:2]
+    for path in good:
+        shutil.copy(path, folder / path.name)
+    (folder / "broken.jpg").write_bytes(good[0].read_bytes()[:200])  # truncated JPEG
+    (folder / "notes.png").write_text("not an image")
+    out = tmp_path / "pred"
+    assert main(["predict", str(trained_run), str(folder), "--out", str(out), "--score-thresh", "0.0",
+                 "--fast", "off"]) == 0
+    captured = capsys.readouterr()
+    assert "on 2 images" in captured.out
+    assert "skipped 2 unreadable file(s)" in captured.err
+    assert "broken.jpg" in captured.err and "notes.png" in captured.err and "Traceback" not in captured.err
+    results = json.loads((out / "results.json").read_text())
+    assert {r["file_name"].rsplit("/", 1)[-1] for r in results} == {p.name for p in good}
+    assert sorted(p.name for p in out.glob("*.jpg")) == sorted(p.name for p in good)
+
+    for path in good:
+        (folder / path.name).unlink()
+    assert main(["predict", str(trained_run), str(folder), "--out", str(out)]) == 2
+    assert "none of the 2 images could be read" in capsys.readouterr().err
