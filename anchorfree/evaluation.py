@@ -14,6 +14,7 @@ import io
 import json
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,51 @@ def coco_evaluate(
             image or category id that the GT does not have.
         ConfigError: ``backend`` is unknown.
     """
+    return coco_evaluate_detailed(gt, detections, backend, class_names, verbose)[0]
+
+
+@dataclass(frozen=True)
+class CocoEvalArrays:
+    """The arrays that ``COCOeval.accumulate()`` leaves in ``eval``, with the axes they are indexed by.
+
+    Attributes:
+        precision: ``[T, R, K, A, M]`` interpolated precision at IoU threshold ``T``, recall
+            threshold ``R``, category ``K``, area range ``A`` and max-detections setting ``M``;
+            ``-1`` where a category has no non-crowd ground-truth box.
+        recall: ``[T, K, A, M]`` the highest recall reached (``-1`` likewise).
+        scores: ``[T, R, K, A, M]`` the detection score at each precision point.
+        iou_thresholds: ``[T]`` (0.5, 0.55, ..., 0.95).
+        recall_thresholds: ``[R]`` (0, 0.01, ..., 1).
+        category_ids: the ``K`` category ids, ascending.
+        class_names: the display names of those categories.
+        area_labels: the ``A`` area ranges (``all``, ``small``, ``medium``, ``large``).
+        max_dets: the ``M`` max-detections settings (1, 10, 100).
+    """
+
+    precision: np.ndarray
+    recall: np.ndarray
+    scores: np.ndarray
+    iou_thresholds: np.ndarray
+    recall_thresholds: np.ndarray
+    category_ids: list[int]
+    class_names: list[str]
+    area_labels: list[str]
+    max_dets: list[int]
+
+
+def coco_evaluate_detailed(
+    gt: str | Path | dict,
+    detections: list[dict],
+    backend: str = "faster",
+    class_names: list[str] | None = None,
+    verbose: bool = False,
+) -> tuple[dict, CocoEvalArrays]:
+    """:func:`coco_evaluate`, and the accumulated COCOeval arrays it was computed from.
+
+    Arguments, the returned dict and the errors raised are those of :func:`coco_evaluate`; the
+    second value holds ``eval["precision"]``, ``eval["recall"]`` and ``eval["scores"]`` with their
+    axes (see :class:`CocoEvalArrays`), e.g. for precision-recall curves.
+    """
     if backend not in BACKENDS:
         raise ConfigError(f"unknown evaluation backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     gt_data = _load_gt(gt)
@@ -93,10 +139,23 @@ def coco_evaluate(
         evaluator.summarize()
 
     stats = [float(v) for v in evaluator.stats[: len(COCO_METRIC_NAMES)]]
-    return {
+    result = {
         "metrics": dict(zip(COCO_METRIC_NAMES, stats)),
         "per_class": _per_class_ap(evaluator, names),
     }
+    params = evaluator.params
+    arrays = CocoEvalArrays(
+        precision=np.asarray(evaluator.eval["precision"], dtype=np.float64),
+        recall=np.asarray(evaluator.eval["recall"], dtype=np.float64),
+        scores=np.asarray(evaluator.eval["scores"], dtype=np.float64),
+        iou_thresholds=np.asarray(params.iouThrs, dtype=np.float64),
+        recall_thresholds=np.asarray(params.recThrs, dtype=np.float64),
+        category_ids=[int(c) for c in params.catIds],
+        class_names=[names[int(c)] for c in params.catIds],
+        area_labels=list(params.areaRngLbl),
+        max_dets=[int(m) for m in params.maxDets],
+    )
+    return result, arrays
 
 
 def format_metrics_table(result: dict) -> str:

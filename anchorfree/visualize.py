@@ -1,9 +1,9 @@
-"""Draw detections on images (torchvision's ``draw_bounding_boxes``)."""
+"""Draw detections and ground-truth boxes on images (torchvision's ``draw_bounding_boxes``)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
-import torch
 from PIL import Image
 from torch import Tensor
 from torchvision.utils import draw_bounding_boxes
@@ -14,17 +14,54 @@ _PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#
             "#fabed4", "#469990", "#dcbeff", "#9a6324", "#800000", "#aaffc3", "#808000", "#000075"]
 
 
+def class_color(label: int) -> str:
+    """The colour of class ``label`` in drawings (a 16-colour palette, repeated)."""
+    return _PALETTE[int(label) % len(_PALETTE)]
+
+
+def line_width(image: Tensor) -> int:
+    """Box outline width for ``image``: 1 px per 300 px of its longer side (at least 1)."""
+    return max(1, round(max(image.shape[-2:]) / 300))
+
+
+def draw_boxes(image: Tensor, boxes: Tensor, captions: Sequence[str] | None = None,
+               colors: Sequence[str] | None = None, width: int | None = None, fill_labels: bool = False) -> Tensor:
+    """``uint8 [3, H, W]`` image with ``boxes`` (``[N, 4]`` xyxy pixels) drawn, each with its caption and
+    colour (default: no captions, the first palette colour); ``width`` defaults to :func:`line_width`;
+    ``fill_labels`` writes the captions in white on the box colour (legible on any background)."""
+    if len(boxes) == 0:
+        return image
+    colors = list(colors) if colors is not None else [_PALETTE[0]] * len(boxes)
+    width = line_width(image) if width is None else width
+    labels = list(captions) if captions is not None else None
+    if fill_labels and labels is not None:
+        return draw_bounding_boxes(image, boxes.float().cpu().reshape(-1, 4), labels, colors=colors, width=width,
+                                   fill_labels=True, label_colors="white", label_background_colors=colors)
+    return draw_bounding_boxes(image, boxes.float().cpu().reshape(-1, 4), labels, colors=colors, width=width)
+
+
 def draw_detections(image: Tensor, det: Detections, class_names: list[str] | None = None) -> Tensor:
     """``uint8 [3, H, W]`` image with boxes, class names and scores drawn."""
     if len(det) == 0:
         return image
     names = [(class_names[int(label)] if class_names else str(int(label))) for label in det.labels]
     captions = [f"{name} {float(score):.2f}" for name, score in zip(names, det.scores)]
-    colors = [_PALETTE[int(label) % len(_PALETTE)] for label in det.labels]
-    width = max(1, round(max(image.shape[-2:]) / 300))
-    return draw_bounding_boxes(image, det.boxes.float().cpu(), captions, colors=colors, width=width)
+    colors = [class_color(label) for label in det.labels]
+    return draw_boxes(image, det.boxes, captions, colors)
+
+
+def draw_ground_truth(image: Tensor, boxes: Tensor, labels: Tensor, class_names: Sequence[str] | None = None,
+                      width: int | None = None) -> Tensor:
+    """``uint8 [3, H, W]`` image with ground-truth ``boxes`` (xyxy) in class colours, captioned with their class
+    names on filled labels."""
+    names = [(class_names[int(label)] if class_names else str(int(label))) for label in labels]
+    return draw_boxes(image, boxes, names, [class_color(label) for label in labels], width, fill_labels=True)
 
 
 def save_image(image: Tensor, path: str | Path) -> None:
+    """Write a ``uint8 [3, H, W]`` image (JPEG quality 92 for ``.jpg``)."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(image.permute(1, 2, 0).cpu().numpy()).save(path, quality=92)
+
+
+__all__ = ["class_color", "draw_boxes", "draw_detections", "draw_ground_truth", "line_width", "save_image"]
