@@ -305,6 +305,10 @@ def cmd_eval(args: argparse.Namespace) -> None:
         if isinstance(dataset.coco_gt, dict):  # YOLO / VOC: the COCO view that the image ids refer to
             (folder / "ground_truth.json").write_text(json.dumps(dataset.coco_gt))
             written.append(folder / "ground_truth.json")
+    from .report import write_run_report
+
+    written.append(write_run_report(folder, dataset=dataset, results=results, metrics=result, data=args.data,
+                                    backend=args.backend))
     print(f"wrote {', '.join(map(str, written))}")
 
 
@@ -389,7 +393,10 @@ def cmd_bench(args: argparse.Namespace) -> None:
     configs = {Path(m).stem: _model_config(m, args.overrides) for m in args.models}
     results = compare(configs, load_data_spec(args.data), args.out, args.minutes, progress=not args.no_progress)
     print(format_table(results))
-    print(f"wrote {Path(args.out) / 'compare.md'}, compare.json and compare.png")
+    from .report import write_compare_report
+
+    report = write_compare_report(args.out, results, data=args.data)
+    print(f"wrote {Path(args.out) / 'compare.md'}, compare.json, compare.png and {report}")
 
 
 def cmd_convert(args: argparse.Namespace) -> None:

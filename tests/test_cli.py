@@ -34,6 +34,8 @@ def test_train_eval_predict(trained_run, small_synth, tmp_path, capsys):
     assert "AP50" in out and "circle" in out
     metrics = json.loads((trained_run / "metrics.json").read_text())
     assert len(metrics["metrics"]) == 12
+    report = (trained_run / "report.html").read_text()
+    assert "<title>" in report and "Precision" in report and "data:image/png;base64," in report
 
     pred_dir = tmp_path / "pred"
     threads = torch.get_num_threads()
