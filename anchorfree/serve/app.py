@@ -30,7 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException  # noqa
 from .. import __version__  # noqa: E402
 from ..errors import AnchorfreeError  # noqa: E402
 from .batching import BatchQueue  # noqa: E402
-from .info import describe_model, input_key  # noqa: E402
+from .info import describe_model, input_key, load  # noqa: E402
 from .inputs import RequestError, decode_image, image_bytes  # noqa: E402
 
 log = logging.getLogger("anchorfree.serve")
@@ -119,9 +119,7 @@ def create_app(model: Any, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
     calls and images); ``app.state.description`` is what ``GET /model`` answers.
     """
     if isinstance(model, (str, Path)):
-        from ..api import load_model
-
-        model = load_model(model)
+        model = load(model)
     if max_image_pixels < 1 or max_body_bytes < 1:
         raise AnchorfreeError(f"max_image_pixels and max_body_bytes must be >= 1, got {max_image_pixels} and "
                               f"{max_body_bytes}")

@@ -1,4 +1,5 @@
-"""What a served model is: name, classes, input rule, format and device, read from the model object.
+"""The served model: :func:`load` one from a path, and :func:`describe_model` it (name, classes, input
+rule, format and device, read from the model object).
 
 Works for :class:`anchorfree.Model` (PyTorch) and for the exported-model predictors of
 :func:`anchorfree.load_model` (``.onnx``, ``.pt2``, ``.torchscript``); a wrapper that forwards unknown
@@ -7,11 +8,20 @@ attributes to one of them is described as the model it wraps.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
+from pathlib import Path
 from typing import Any
 
 PYTORCH_RESIZE_RULE = ("keep-ratio resize (scale = min(min_size / short side, max_size / long side), sizes "
                        "rounded down), bilinear as torchvision; the image at the top-left of a zero canvas padded "
                        "to a multiple of size_divisor; boxes are returned in the pixels of the image sent")
+
+
+def load(path: str | Path, device: str = "auto", fast: bool | None = None) -> Any:
+    """A run folder, ``.pt`` checkpoint or exported file (``.onnx``, ``.pt2``, ``.torchscript``) as a model
+    called like :class:`anchorfree.Model`."""
+    from ..api import load_model
+
+    return load_model(path, device=device, fast=fast)
 
 
 def _export_info(model: Any) -> Any:

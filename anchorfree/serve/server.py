@@ -37,9 +37,9 @@ class ServeSettings:
 
 def load_served_model(settings: ServeSettings, device: str | None = None) -> Any:
     """The model of ``settings`` (a run folder, ``.pt`` or exported file), on ``device`` if given."""
-    from ..api import load_model
+    from .info import load
 
-    return load_model(settings.model, device=device or settings.device, fast=settings.fast)
+    return load(settings.model, device=device or settings.device, fast=settings.fast)
 
 
 def build_app(settings: ServeSettings) -> Any:
