@@ -1,60 +1,72 @@
 """The Python API: load a trained detector and call it on images.
 
-    >>> from anchorfree import Model
+    >>> from anchorfree import Model, load_model
     >>> model = Model("runs/demo/best.pt")
     >>> result = model("photo.jpg")          # or a PIL image, an HWC uint8 array, a CHW tensor
     >>> result.boxes, result.scores, result.labels, result.names
+    >>> onnx_model = load_model("runs/demo/best.onnx")   # an export: same calls, onnxruntime, no PyTorch needed
+
+This module imports without PyTorch (then only :func:`load_model` on an exported ``.onnx`` file works).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
-import torch
 from PIL import Image
-from torch import Tensor
 
-from .data import build_transforms, collate, load_image
-from .engine.checkpoint import load_detector
-from .errors import AnchorfreeError
-from .models.fuse import inference_detector
-from .runtime import autocast, mixed_precision_available, select_device
+from .errors import AnchorfreeError, ConfigError
+from .export.prediction import Prediction
 
-ImageLike = Union[str, Path, Image.Image, np.ndarray, Tensor]
+try:
+    import torch
+    from torch import Tensor
+
+    from .data import build_transforms, collate, load_image
+    from .engine.checkpoint import load_detector
+    from .models.fuse import inference_detector
+    from .runtime import autocast, mixed_precision_available, select_device
+except ImportError as e:  # exported models run without PyTorch; Model needs it
+    if e.name not in ("torch", "torchvision"):
+        raise
+    torch = None
+
+if TYPE_CHECKING:
+    from .export.predictor import ExportedModel
+
+ImageLike = Union[str, Path, Image.Image, np.ndarray, "Tensor"]
+
+__all__ = ["ImageLike", "Model", "Prediction", "load_model", "to_uint8_chw"]
 
 
-@dataclass
-class Prediction:
-    """Detections of one image in its original pixels, with class names and COCO category ids."""
+def _require_torch(what: str) -> None:
+    if torch is None:
+        raise AnchorfreeError(f"{what} needs PyTorch, which is not installed; install it, or run an exported model "
+                              "without it: anchorfree.load_model('model.onnx')")
 
-    boxes: Tensor
-    scores: Tensor
-    labels: Tensor
-    class_names: list[str]
-    label_to_cat_id: dict[int, int]
 
-    @property
-    def names(self) -> list[str]:
-        return [self.class_names[int(label)] for label in self.labels]
+def load_model(path: str | Path, device: str = "auto", fast: bool | None = None) -> "Model | ExportedModel":
+    """A model ready for inference, whatever was saved: a run folder or ``.pt`` checkpoint gives a
+    :class:`Model` (PyTorch); an exported ``.onnx`` (onnxruntime; no PyTorch needed), ``.pt2`` or
+    ``.torchscript`` file gives an :class:`~anchorfree.export.predictor.ExportedModel`. Both are called the
+    same way and return :class:`Prediction` objects.
 
-    def to_coco(self, image_id: int) -> list[dict[str, Any]]:
-        """COCO results entries (``bbox`` as ``[x, y, w, h]``)."""
-        out = []
-        for box, score, label in zip(self.boxes.tolist(), self.scores.tolist(), self.labels.tolist()):
-            x1, y1, x2, y2 = box
-            out.append({"image_id": image_id, "category_id": self.label_to_cat_id.get(label, label),
-                        "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
-                        "score": round(float(score), 5)})
-        return out
+    ``fast`` (bf16/AMP, channels_last) applies to PyTorch checkpoints only; an export runs as it was
+    exported (``export_model(..., half=True)`` for fp16)."""
+    from .export.predictor import ExportedModel, export_format
 
-    def __len__(self) -> int:
-        return int(self.boxes.shape[0])
+    if export_format(path) is not None:
+        if fast:
+            raise ConfigError(f"fast=True applies to PyTorch checkpoints; {Path(path).name} is an export and runs in "
+                              "the precision it was exported with (export_model(..., half=True) for fp16)")
+        return ExportedModel(path, device=device)
+    return Model(path, device=device, fast=fast)
 
 
 def to_uint8_chw(image: ImageLike) -> Tensor:
     """Any supported image input → ``uint8 [3, H, W]`` RGB."""
+    _require_torch("to_uint8_chw")
     if isinstance(image, (str, Path)):
         return load_image(Path(image))
     if isinstance(image, Image.Image):
@@ -89,6 +101,7 @@ class Model:
     """
 
     def __init__(self, checkpoint: str | Path, device: str = "auto", fast: bool | None = None) -> None:
+        _require_torch(f"Model({checkpoint})")
         detector, self.config, ckpt = load_detector(checkpoint)
         self.device = select_device(device)
         self.fast = mixed_precision_available(self.device) if fast is None else fast
@@ -98,7 +111,6 @@ class Model:
         inp = self.config.model.input
         self.transform = build_transforms(False, inp.min_size, inp.max_size)
 
-    @torch.no_grad()
     def __call__(self, images: ImageLike | list[ImageLike], score_thresh: float | None = None,
                  batch_size: int = 8, **options: Any) -> Prediction | list[Prediction]:
         """Detect objects; one :class:`Prediction` per image (a list when given a list).
@@ -111,8 +123,9 @@ class Model:
         single = not isinstance(images, (list, tuple))
         items = [images] if single else list(images)
         results: list[Prediction] = []
-        for start in range(0, len(items), batch_size):
-            results += self._predict_batch(items[start:start + batch_size], options)
+        with torch.no_grad():
+            for start in range(0, len(items), batch_size):
+                results += self._predict_batch(items[start:start + batch_size], options)
         return results[0] if single else results
 
     def _predict_batch(self, items: list[ImageLike], options: dict[str, Any]) -> list[Prediction]:

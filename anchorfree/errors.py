@@ -23,3 +23,8 @@ class CheckpointError(AnchorfreeError):
 
 class TrainingError(AnchorfreeError):
     """Training cannot continue (for example the loss became NaN or infinite)."""
+
+
+class ExportError(AnchorfreeError):
+    """An export cannot be written, does not match PyTorch's detections, or an exported file is corrupt or
+    lacks what the runtime needs."""

@@ -1,0 +1,233 @@
+""":func:`export_model`: a trained detector → a deployable file, checked against PyTorch right away."""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ..config import NMS_MODES, ModelConfig
+from ..engine.checkpoint import load_detector
+from ..errors import ConfigError, ExportError
+from ..models.detector import Detector
+from ..models.heads import CornerNetHead
+from .check import FP16, FP32, CheckResult, check_export
+from .graph import DetectionGraph
+from .metadata import RESIZE_RULE, ExportInfo
+from .ops import HARD_MODES, SOFT_MODES
+from .predictor import SUFFIX_FORMATS, ExportedModel
+from .writers import MIN_OPSET, example_inputs, write_onnx, write_pt2, write_torchscript
+
+FORMATS = {"onnx": ".onnx", "pt2": ".pt2", "torchscript": ".torchscript"}
+OUTPUTS_DOC = ("inputs: images uint8 [B, 3, H, W] RGB (top-left, zero padded), image_sizes int64 [B, 2] valid (h, w), "
+               "optional score_thresh / nms_thresh float32 scalars; outputs: boxes float32 [B, M, 4] xyxy in images "
+               "pixels, scores float32 [B, M], labels int64 [B, M], num_detections int64 [B]; rows sorted by score, "
+               "row j of image b is a detection iff j < num_detections[b] (later rows: boxes 0, score 0, label -1)")
+
+
+@dataclass
+class ExportReport:
+    """What :func:`export_model` wrote and how its check went; :meth:`summary` is the text to print."""
+
+    path: Path
+    format: str
+    model_name: str
+    head: str
+    input_shape: list[int | str]
+    dynamic: bool
+    half: bool
+    suppression: str
+    raw_candidates: bool
+    opset: int | None
+    file_size: int
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+    check: CheckResult | None = None
+
+    @property
+    def passed(self) -> bool | None:
+        """The check's verdict: ``True``/``False``, ``None`` when it did not run."""
+        return None if self.check is None else self.check.passed
+
+    def summary(self) -> str:
+        shape = "x".join(str(d) for d in self.input_shape)
+        post = "raw candidates (no NMS)" if self.raw_candidates else f"NMS {self.suppression}"
+        lines = [f"wrote {self.path} ({self.file_size / 1e6:.1f} MB, {self.seconds:.1f} s): {self.format}"
+                 f"{f' opset {self.opset}' if self.opset else ''}, {self.model_name} ({self.head}), input {shape} "
+                 f"uint8, {'fp16' if self.half else 'fp32'}, {post}"]
+        lines += [f"note: {note}" for note in self.notes]
+        lines.append("check skipped (check=False)" if self.check is None else self.check.summary())
+        return "\n".join(lines)
+
+
+def _round_up(value: int, divisor: int) -> int:
+    return int(math.ceil(value / divisor) * divisor)
+
+
+def _canvas(cfg: ModelConfig, input_size: int | tuple[int, int] | None) -> tuple[int, int]:
+    """The static canvas: ``input_size``, or a square of ``max_size`` rounded up to ``size_divisor``, which
+    holds every image the resize rule produces (landscape or portrait)."""
+    divisor = cfg.input.size_divisor
+    if input_size is None:
+        side = _round_up(cfg.input.max_size, divisor)
+        return side, side
+    height, width = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
+    if height < 1 or width < 1 or height % divisor or width % divisor:
+        raise ConfigError(f"input_size {height}x{width} must be positive multiples of model.input.size_divisor="
+                          f"{divisor} (e.g. {_round_up(max(height, 1), divisor)}x{_round_up(max(width, 1), divisor)})")
+    return int(height), int(width)
+
+
+def _suppression(nms: bool | str, configured: str, fmt: str, head: str) -> tuple[str, bool, list[str]]:
+    """``(mode in the graph, raw candidates, notes)`` for the ``nms`` argument."""
+    if nms is False:
+        notes = ["raw candidates: no NMS in the graph; the runtime suppresses them (the anchorfree predictor does "
+                 f"hard NMS, by default {configured if configured in HARD_MODES + ('none',) else 'classwise'})"]
+        if configured in SOFT_MODES:
+            notes.append(f"PyTorch's {configured} is Soft-NMS: with hard NMS the detections differ from PyTorch's")
+        return "none", True, notes
+    mode = configured if nms is True else nms
+    if mode not in NMS_MODES:
+        raise ConfigError(f"nms must be True, False or one of {', '.join(NMS_MODES)}, got {nms!r}")
+    if mode in SOFT_MODES and fmt == "onnx":
+        if nms is not True:
+            raise ExportError(f"nms='{mode}' is Soft-NMS, which has no ONNX operator; export with nms='classwise' "
+                              "(hard NMS), nms=False (raw candidates) or format='pt2' (Soft-NMS in PyTorch)")
+        return "classwise", False, [
+            f"the {head} head's {mode} NMS (Soft-NMS) has no ONNX operator: this export uses hard class-wise NMS "
+            "(IoU > nms_thresh) instead, so its detections differ from PyTorch's default; the check compares "
+            "with PyTorch run with nms='classwise'. For Soft-NMS use format='pt2', or nms=False and your own NMS"]
+    return mode, False, []
+
+
+def _run_check(out: Path, detector: Detector, half: bool, num_images: int) -> CheckResult:
+    """:func:`check_export` on the CPU; an fp16 graph that onnxruntime's CPU provider cannot run is reported as
+    not checked (with onnxruntime's reason), not as a failure."""
+    try:
+        model = ExportedModel(out, device="cpu")
+        return check_export(model, detector, FP16 if half else FP32, num_images=num_images)
+    except Exception as e:  # noqa: BLE001
+        if not half:
+            raise
+        return CheckResult(passed=None, runtime="onnxruntime", tolerance=FP16, problems=[
+            f"onnxruntime's CPU provider cannot run this fp16 graph ({str(e).strip()[:300]}); run it with the CUDA "
+            "provider (onnxruntime-gpu)"])
+
+
+def export_model(source: str | Path | Detector, format: str = "onnx", out: str | Path | None = None, *,
+                 opset: int | None = None, dynamic: bool = False, nms: bool | str = True, half: bool = False,
+                 batch: int = 1, input_size: int | tuple[int, int] | None = None,
+                 options: dict | None = None, check: bool = True, check_images: int = 3,
+                 log: Callable[[str], None] | None = None) -> ExportReport:
+    """Export a detector and check the file against PyTorch (see :mod:`anchorfree.export`).
+
+    Args:
+        source: a run folder, a checkpoint (``.pt``) or a :class:`Detector`.
+        format: ``onnx``, ``pt2`` (``torch.export``) or ``torchscript``.
+        out: the file to write; default: next to the checkpoint, ``best.onnx`` / ``best.pt2`` /
+            ``best.torchscript`` (``_fp16`` before the suffix for ``half``); required for a ``Detector``.
+        opset: ONNX opset (>= 18; default: the exporter's).
+        dynamic: batch, height and width as dynamic dimensions (onnx, pt2); else static shapes:
+            ``batch`` images on a canvas of ``input_size``.
+        nms: ``True``: the head's configured suppression (ONNX: hard class-wise for Soft-NMS, with a note);
+            a mode name (``classwise``, ``agnostic``, ``none``, Soft-NMS for pt2/torchscript); ``False``: raw
+            candidates (no NMS: every candidate above ``score_thresh``, sorted).
+        half: fp16 network (ONNX only); decoding, NMS and outputs stay fp32.
+        batch: images per run of a static export.
+        input_size: ``(H, W)`` (or one int) of the static canvas, multiples of ``model.input.size_divisor``;
+            default a square of ``max_size`` rounded up, which holds every resized image.
+        options: inference settings baked in (``score_thresh``, ``nms_thresh``, ``max_detections``, ``topk``…);
+            default the config's.
+        check: run the file on ``check_images`` images and compare with PyTorch; a mismatch raises
+            :class:`~anchorfree.errors.ExportError` (the file stays, for inspection).
+        log: called with progress messages (nothing is printed).
+
+    Returns:
+        an :class:`ExportReport`.
+    """
+    say = log or (lambda message: None)
+    start = time.perf_counter()
+    if format not in FORMATS:
+        raise ConfigError(f"export format must be one of {', '.join(FORMATS)}, got '{format}'")
+    if format == "torchscript" and dynamic:
+        raise ExportError("TorchScript traces record one input size (the number of candidates per level is a "
+                          "constant of the trace); use format='onnx' or 'pt2' for dynamic=True")
+    if half and format != "onnx":
+        raise ExportError(f"half=True writes fp16 ONNX only; {format} files run in fp32 (mixed precision in "
+                          "PyTorch: Model(..., fast=True))")
+    if opset is not None and (format != "onnx" or opset < MIN_OPSET):
+        raise ConfigError(f"opset applies to ONNX and must be >= {MIN_OPSET} (the dynamo exporter), got {opset}")
+    if not isinstance(batch, int) or batch < 1:
+        raise ConfigError(f"batch must be an integer >= 1, got {batch!r}")
+
+    if isinstance(source, Detector):
+        detector, cfg, ckpt = source, source.cfg, {}
+        if out is None:
+            raise ConfigError("export_model(detector, ...) needs out=<file>; a run folder or checkpoint has a default")
+    else:
+        detector, config, ckpt = load_detector(source)
+        cfg = config.model
+    detector = detector.cpu().eval()
+    head = cfg.head.type
+    opts = detector.head.inference_options(**(options or {}))
+    suppression, raw, notes = _suppression(nms, opts.nms, format, head)
+    if out is None:
+        checkpoint = Path(ckpt["path"])
+        out = checkpoint.with_name(f"{checkpoint.stem}{'_fp16' if half else ''}{FORMATS[format]}")
+    out = Path(out)
+    if SUFFIX_FORMATS.get(out.suffix.lower()) != format:
+        raise ConfigError(f"{out}: a {format} export must be named *{FORMATS[format]} (the runtime picks the format "
+                          "by the suffix)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    canvas = _canvas(cfg, input_size)
+    graph = DetectionGraph(detector, opts, suppression, raw=raw, half=half).eval()
+    # torch.export fixes a dimension whose example size is 0 or 1: a dynamic export traces a batch of two
+    args = example_inputs(graph, max(batch, 2) if dynamic else batch, canvas)
+    inference = {k: getattr(opts, k) for k in type(opts).INFERENCE_FIELDS}
+    if getattr(opts, "flip_test", False):
+        notes.append("flip test in the graph: the network runs on each image and its mirror image")
+    info = ExportInfo(
+        model_name=cfg.name, head=head,
+        class_names=list(cfg.class_names or range(cfg.num_classes)),
+        label_to_cat_id={int(k): int(v) for k, v in (ckpt.get("label_to_cat_id") or {}).items()},
+        input={"canvas": None if dynamic else list(canvas), "batch": None if dynamic else batch,
+               "min_size": cfg.input.min_size, "max_size": cfg.input.max_size,
+               "size_divisor": cfg.input.size_divisor, "mean": list(cfg.input.mean), "std": list(cfg.input.std),
+               "resize": RESIZE_RULE},
+        suppression=suppression, raw_candidates=raw,
+        pytorch_nms=opts.nms, inference=inference, precision="fp16" if half else "fp32", notes=" ".join(notes))
+    props = info.to_props()
+    divisor = cfg.input.size_divisor if dynamic else None
+    say(f"exporting {cfg.name} ({head}) to {out} as {format}…")
+    used_opset = None
+    try:
+        if format == "onnx":
+            used_opset = write_onnx(graph, args, out, props, divisor, opset, f"anchorfree {cfg.name}: {OUTPUTS_DOC}")
+        elif format == "pt2":
+            write_pt2(graph, args, out, props, divisor)
+        else:
+            write_torchscript(graph, args, out, props)
+    except (ExportError, ConfigError):
+        raise
+    except Exception as e:  # noqa: BLE001 - exporter failures come in many types; the message is what helps
+        raise ExportError(f"exporting {cfg.name} ({head}) to {format} failed: {type(e).__name__}: "
+                          f"{str(e).strip().splitlines()[0][:400]}") from e
+    if isinstance(detector.head, CornerNetHead) and format == "onnx":
+        notes.append("corner pooling (torch.cummax) is a log-step scan of Max operators in ONNX")
+    input_shape: list[int | str] = ["batch", 3, "height", "width"] if dynamic else [batch, 3, *canvas]
+    report = ExportReport(path=out, format=format, model_name=cfg.name, head=head, input_shape=input_shape,
+                          dynamic=dynamic, half=half, suppression=suppression, raw_candidates=raw, opset=used_opset,
+                          file_size=out.stat().st_size, seconds=0.0, notes=notes)
+    if check:
+        say(f"checking {out.name} against PyTorch…")
+        report.check = _run_check(out, detector, half, max(check_images, batch if not dynamic else 3))
+    report.seconds = time.perf_counter() - start
+    if report.check is not None and report.check.passed is False:
+        error = ExportError(f"the export {out} does not match PyTorch: {report.check.summary()}\nThe file is kept "
+                            "for inspection; export_model(..., check=False) skips this check")
+        error.report = report  # type: ignore[attr-defined]
+        raise error
+    say(report.summary())
+    return report

@@ -1,0 +1,38 @@
+"""The detections of one image as the Python API returns them; PyTorch is not needed to hold or read them."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class Prediction:
+    """Detections of one image in its original pixels, with class names and COCO category ids.
+
+    ``boxes [N, 4]`` (``xyxy``), ``scores [N]`` and ``labels [N]`` are torch tensors from
+    :class:`anchorfree.Model` and numpy arrays from an exported model; both read the same way
+    (``len``, indexing, ``tolist``, :attr:`names`, :meth:`to_coco`).
+    """
+
+    boxes: Any
+    scores: Any
+    labels: Any
+    class_names: list[str]
+    label_to_cat_id: dict[int, int]
+
+    @property
+    def names(self) -> list[str]:
+        return [self.class_names[int(label)] for label in self.labels]
+
+    def to_coco(self, image_id: int) -> list[dict[str, Any]]:
+        """COCO results entries (``bbox`` as ``[x, y, w, h]``)."""
+        out = []
+        for box, score, label in zip(self.boxes.tolist(), self.scores.tolist(), self.labels.tolist()):
+            x1, y1, x2, y2 = box
+            out.append({"image_id": image_id, "category_id": self.label_to_cat_id.get(label, label),
+                        "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
+                        "score": round(float(score), 5)})
+        return out
+
+    def __len__(self) -> int:
+        return int(self.boxes.shape[0])

@@ -1,0 +1,286 @@
+"""Run an exported detector with the calling convention of :class:`anchorfree.Model`.
+
+    >>> from anchorfree.export.predictor import ExportedModel
+    >>> model = ExportedModel("runs/demo/best.onnx")      # onnxruntime; no PyTorch needed
+    >>> result = model("photo.jpg", score_thresh=0.3)      # a Prediction in the photo's pixels
+    >>> result.boxes, result.scores, result.labels, result.names
+
+For ``.onnx`` files this module imports only numpy, PIL and onnxruntime. It also runs the
+TorchScript (``.torchscript``) and ``torch.export`` (``.pt2``) files of :func:`anchorfree.export.export_model`
+(those need PyTorch and anchorfree's ``anchorfree::suppress`` operator, registered on first use).
+
+Each call: images → ``uint8 [H, W, 3]`` (:func:`~anchorfree.export.preprocess.to_rgb_array`) → the PyTorch
+path's resize (:func:`~anchorfree.export.preprocess.resize_for_model`) → a batch on the export's canvas
+(static) or padded to ``size_divisor`` (dynamic) → the graph → rows ``< num_detections`` → for exports of
+raw candidates the suppression chosen per call (:func:`hard_nms`) and the best ``max_detections`` →
+boxes divided by the resize scale (as :meth:`Detector.predict` with ``rescale``).
+
+Per-call options: ``score_thresh`` and ``nms_thresh`` are graph inputs (any value); ``max_detections``
+up to the export's; ``nms`` only as exported (any hard mode or none for raw candidates). The other
+inference settings (``topk``, ``peak_kernel``…) are fixed in the graph: passing another value is an error.
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError, ExportError
+from .metadata import ExportInfo
+from .prediction import Prediction
+from .preprocess import pad_batch, resize_for_model, to_rgb_array
+
+OUTPUT_NAMES = ("boxes", "scores", "labels", "num_detections")
+SUFFIX_FORMATS = {".onnx": "onnx", ".pt2": "pt2", ".torchscript": "torchscript"}
+RUNTIME_OPTIONS = ("score_thresh", "nms_thresh", "max_detections", "nms")
+
+
+def export_format(path: str | Path) -> str | None:
+    """``onnx``, ``pt2`` or ``torchscript`` from a file name; ``None`` for anything else."""
+    return SUFFIX_FORMATS.get(Path(path).suffix.lower())
+
+
+def hard_nms(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, iou_thresh: float,
+             classwise: bool = True) -> np.ndarray:
+    """Greedy NMS of ``boxes [N, 4]`` (within each label when ``classwise``), the decisions of
+    :func:`anchorfree.models.postprocess.batched_nms_all`: float64, labels moved apart by an offset, a box
+    is removed when its IoU with a kept higher-scoring box is ``> iou_thresh``. Kept indices by score."""
+    if len(boxes) == 0:
+        return np.zeros(0, dtype=np.int64)
+    boxes = boxes.astype(np.float64)
+    if classwise:
+        boxes = boxes + (labels.astype(np.float64) * (boxes.max() - boxes.min() + 1))[:, None]
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    order = np.argsort(-scores, kind="stable")
+    keep = []
+    with np.errstate(divide="ignore", invalid="ignore"):
+        while order.size:
+            first, rest = order[0], order[1:]
+            keep.append(first)
+            lt = np.maximum(boxes[first, :2], boxes[rest, :2])
+            rb = np.minimum(boxes[first, 2:], boxes[rest, 2:])
+            inter = np.prod(np.clip(rb - lt, 0, None), axis=1)
+            iou = inter / (areas[first] + areas[rest] - inter)
+            order = rest[~(iou > iou_thresh)]  # 0/0 (empty boxes) is NaN: kept, as torchvision
+    return np.array(keep, dtype=np.int64)
+
+
+class _OnnxRuntimeBackend:
+    def __init__(self, path: Path, device: str) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise ExportError("onnxruntime is not installed; install it with pip install 'anchorfree[export]' "
+                              "(or onnxruntime / onnxruntime-gpu)") from None
+        available = ort.get_available_providers()
+        if device == "auto":
+            providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+        elif device == "cpu":
+            providers = ["CPUExecutionProvider"]
+        elif device.startswith("cuda"):
+            if "CUDAExecutionProvider" not in available:
+                raise ConfigError(f"device '{device}' was requested but this onnxruntime has no CUDA provider "
+                                  f"(it has {', '.join(available)}); install onnxruntime-gpu or use device=cpu")
+            index = int(device.split(":")[1]) if ":" in device else 0
+            providers = [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+        else:
+            raise ConfigError(f"device '{device}' is not one of auto, cpu, cuda, cuda:N")
+        options = ort.SessionOptions()
+        # warnings only: the thresholds are graph inputs with defaults (initializers), which it notes each time
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=providers)
+        except Exception as e:  # noqa: BLE001 - onnxruntime raises several types for unreadable files
+            raise ExportError(f"onnxruntime cannot load {path} ({type(e).__name__}: {str(e).strip()[:300]}); the file "
+                              "is corrupt or not an ONNX model — export it again") from None
+        self.props = dict(self.session.get_modelmeta().custom_metadata_map)
+        # inputs with a default (the thresholds) are "overridable initializers" to onnxruntime
+        self.inputs = {i.name: i for i in [*self.session.get_inputs(), *self.session.get_overridable_initializers()]}
+        self.outputs = [o.name for o in self.session.get_outputs()]
+
+    def validate(self, info: ExportInfo, source: str) -> None:
+        images = self.inputs.get("images")
+        if images is None or "image_sizes" not in self.inputs or tuple(self.outputs) != OUTPUT_NAMES:
+            raise ExportError(f"{source}: inputs {sorted(self.inputs)} / outputs {self.outputs} are not those of an "
+                              f"anchorfree export (images, image_sizes → {', '.join(OUTPUT_NAMES)}); export it again")
+        if images.type != "tensor(uint8)" or len(images.shape) != 4 or images.shape[1] != 3:
+            raise ExportError(f"{source}: input 'images' is {images.type} {images.shape}, expected uint8 [B, 3, H, W]")
+        static = [d if isinstance(d, int) else None for d in images.shape]
+        if info.canvas is not None and tuple(static[2:]) != info.canvas or (
+                info.batch is not None and static[0] != info.batch):
+            raise ExportError(f"{source}: input 'images' has shape {images.shape} but the metadata says batch "
+                              f"{info.batch} on a {info.canvas} canvas; the file was changed after export — export "
+                              "it again")
+
+    def run(self, images: np.ndarray, sizes: np.ndarray, score_thresh: float, nms_thresh: float) -> list[np.ndarray]:
+        feed = {"images": images, "image_sizes": sizes}
+        for name, value in (("score_thresh", score_thresh), ("nms_thresh", nms_thresh)):
+            if name in self.inputs:
+                feed[name] = np.array(value, dtype=np.float32)
+        return self.session.run(list(OUTPUT_NAMES), feed)
+
+
+class _TorchBackend:
+    """``torch.export`` (``.pt2``) and TorchScript (``.torchscript``) files."""
+
+    def __init__(self, path: Path, device: str, fmt: str) -> None:
+        import torch
+
+        from . import ops  # noqa: F401 - registers anchorfree::suppress, which the graphs call
+
+        self.torch = torch
+        self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                                   ("cpu" if device == "auto" else device))
+        extra = {"anchorfree.json": ""}
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated in favour of torch.export
+                if fmt == "pt2":
+                    self.module = torch.export.load(str(path), extra_files=extra).module().to(self.device)
+                else:
+                    self.module = torch.jit.load(str(path), map_location=self.device, _extra_files=extra)
+        except Exception as e:  # noqa: BLE001 - truncated or foreign files all need the same advice
+            raise ExportError(f"cannot load {path} as a {fmt} file ({type(e).__name__}: {str(e).strip()[:300]}); "
+                              "the file is corrupt or of another kind — export it again") from None
+        import json
+
+        try:
+            self.props = json.loads(extra["anchorfree.json"] or "{}")
+        except json.JSONDecodeError:
+            self.props = {}
+
+    def validate(self, info: ExportInfo, source: str) -> None:
+        """Nothing beyond the metadata to check: the graph's signature is fixed by the file format."""
+
+    def run(self, images: np.ndarray, sizes: np.ndarray, score_thresh: float, nms_thresh: float) -> list[np.ndarray]:
+        torch = self.torch
+        args = (torch.from_numpy(images).to(self.device), torch.from_numpy(sizes).to(self.device),
+                torch.tensor(score_thresh, dtype=torch.float32, device=self.device),
+                torch.tensor(nms_thresh, dtype=torch.float32, device=self.device))
+        with torch.no_grad():
+            return [t.cpu().numpy() for t in self.module(*args)]
+
+
+class ExportedModel:
+    """An exported detector ready for inference, called as :class:`anchorfree.Model`.
+
+    Args:
+        path: a file written by :func:`anchorfree.export.export_model` (``.onnx``, ``.pt2``, ``.torchscript``).
+        device: ``auto`` (CUDA when the runtime has it), ``cpu``, ``cuda``, ``cuda:N``.
+    """
+
+    def __init__(self, path: str | Path, device: str = "auto") -> None:
+        self.path = Path(path)
+        self.format = export_format(self.path)
+        if self.format is None:
+            raise ExportError(f"{self.path} is not an exported model (expected .onnx, .pt2 or .torchscript)")
+        if not self.path.is_file():
+            raise ExportError(f"exported model {self.path} does not exist")
+        self.backend = (_OnnxRuntimeBackend(self.path, device) if self.format == "onnx"
+                        else _TorchBackend(self.path, device, self.format))
+        self.info = ExportInfo.from_props(self.backend.props, str(self.path))
+        self.backend.validate(self.info, str(self.path))
+        self.class_names = list(self.info.class_names)
+        self.label_to_cat_id = dict(self.info.label_to_cat_id)
+        self.shrink_warned = False
+        # raw candidates are suppressed here: by default as PyTorch does (hard class-wise NMS for Soft-NMS heads)
+        hard = ("classwise", "agnostic", "none")
+        self.default_nms = self.info.suppression if not self.info.raw_candidates else (
+            self.info.pytorch_nms if self.info.pytorch_nms in hard else "classwise")
+
+    # ---- options -------------------------------------------------------------------------
+    def inference_options(self, **overrides: Any) -> dict[str, Any]:
+        """The export's inference settings with per-call ``overrides`` (``None`` values are ignored);
+        refuses what the graph cannot do, naming the option and what to do instead."""
+        info, source = self.info, self.path.name
+        opts = dict(info.inference)
+        opts["nms"] = self.default_nms
+        cap = opts["max_detections"]
+        for name, value in overrides.items():
+            if value is None:
+                continue
+            if name not in opts and name not in RUNTIME_OPTIONS:
+                raise ConfigError(f"the {info.head} head has no inference option '{name}'; the options of {source}: "
+                                  f"{', '.join(sorted(set(opts) | set(RUNTIME_OPTIONS)))}")
+            if name == "nms" and value != info.suppression and not (
+                    info.raw_candidates and value in ("classwise", "agnostic", "none")):
+                allowed = "classwise, agnostic or none" if info.raw_candidates else info.suppression
+                raise ConfigError(f"{source} was exported with nms={info.suppression}; nms={value!r} needs another "
+                                  f"export (this one allows {allowed}; export_model(..., nms=False) keeps raw "
+                                  "candidates for any hard NMS)")
+            if name == "max_detections" and not info.raw_candidates and int(value) > cap:
+                raise ConfigError(f"{source} returns at most {cap} detections per image; max_detections={value} "
+                                  "needs an export with a larger max_detections")
+            if name not in RUNTIME_OPTIONS and value != opts[name]:
+                raise ConfigError(f"{name}={opts[name]!r} is fixed in {source}; for {name}={value!r} export the "
+                                  f"model again with options={{'{name}': {value!r}}}")
+            opts[name] = value
+        if not 0 <= float(opts["nms_thresh"]) <= 1:
+            raise ConfigError(f"nms_thresh must be an IoU in [0, 1], got {opts['nms_thresh']}")
+        if int(opts["max_detections"]) < 1:
+            raise ConfigError(f"max_detections must be >= 1, got {opts['max_detections']}")
+        return opts
+
+    # ---- inference -----------------------------------------------------------------------
+    def __call__(self, images: Any, score_thresh: float | None = None, batch_size: int = 8,
+                 **options: Any) -> Prediction | list[Prediction]:
+        """Detect objects; one :class:`Prediction` per image (a list when given a list). ``options`` as
+        :meth:`anchorfree.Model.__call__` (see the module docstring for what an export allows)."""
+        opts = self.inference_options(score_thresh=score_thresh, **options)
+        single = not isinstance(images, (list, tuple))
+        items = [images] if single else list(images)
+        step = self.info.batch or batch_size
+        results: list[Prediction] = []
+        for start in range(0, len(items), step):
+            results += self._predict_batch(items[start:start + step], opts)
+        return results[0] if single else results
+
+    def preprocess(self, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """``uint8 [H, W, 3]`` images → the graph's ``images`` and ``image_sizes`` (the export's batch size
+        is filled with empty images)."""
+        inp = self.info.input
+        resized = []
+        for image in images:
+            image, shrunk = resize_for_model(image, int(inp["min_size"]), int(inp["max_size"]), self.info.canvas)
+            if shrunk and not self.shrink_warned:
+                warnings.warn(f"an image of this size does not fit the {self.info.canvas} canvas of {self.path.name} "
+                              "after the resize of the PyTorch path; it is shrunk to fit, so its detections differ "
+                              "from PyTorch's (export with a larger input_size, or dynamic=True)", stacklevel=3)
+                self.shrink_warned = True
+            resized.append(image)
+        if self.info.batch is not None:
+            resized += [np.zeros((1, 1, 3), dtype=np.uint8)] * (self.info.batch - len(resized))
+        return pad_batch(resized, self.info.canvas, int(inp["size_divisor"]))
+
+    def detect(self, batch: np.ndarray, sizes: np.ndarray, opts: dict[str, Any],
+               count: int | None = None) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """The graph's detections of the first ``count`` images of a batch, in input pixels: per image
+        ``(boxes [N, 4], scores [N], labels [N])``; raw candidates are suppressed here as ``opts`` say."""
+        boxes, scores, labels, num = self.backend.run(batch, sizes, float(opts["score_thresh"]),
+                                                      float(opts["nms_thresh"]))
+        out = []
+        for i in range(len(batch) if count is None else count):
+            n = int(num[i])
+            b, s, lab = boxes[i, :n], scores[i, :n], labels[i, :n]
+            if self.info.raw_candidates and opts["nms"] in ("classwise", "agnostic"):
+                keep = hard_nms(b, s, lab, float(opts["nms_thresh"]), classwise=opts["nms"] == "classwise")
+                b, s, lab = b[keep], s[keep], lab[keep]
+            cap = int(opts["max_detections"])
+            out.append((b[:cap], s[:cap], lab[:cap]))
+        return out
+
+    def _predict_batch(self, items: list[Any], opts: dict[str, Any]) -> list[Prediction]:
+        arrays = [to_rgb_array(item) for item in items]
+        batch, sizes = self.preprocess(arrays)
+        results = []
+        for (boxes, scores, labels), size, image in zip(self.detect(batch, sizes, opts, len(arrays)), sizes, arrays):
+            ry, rx = np.array(image.shape[:2], dtype=np.float32) / size.astype(np.float32)
+            boxes = boxes * np.array([rx, ry, rx, ry], dtype=np.float32)
+            results.append(Prediction(boxes, scores, labels, self.class_names, self.label_to_cat_id))
+        return results
+
+    def __repr__(self) -> str:
+        canvas = "dynamic" if self.info.canvas is None else f"{self.info.canvas[0]}x{self.info.canvas[1]}"
+        return f"ExportedModel({self.path}, {self.format}, {self.info.model_name}, {canvas}, nms={self.info.suppression})"
