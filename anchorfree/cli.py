@@ -84,17 +84,45 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--to", required=True, choices=["coco", "yolo", "voc"], help="format to write")
     convert.add_argument("--copy", action="store_true", help="copy the images instead of hard-linking them")
 
-    train = sub.add_parser("train", help="train a detector", formatter_class=argparse.RawDescriptionHelpFormatter,
-                           description="Train MODEL (a preset name from `anchorfree models` or a YAML config) on "
-                                       "DATA. Settings are changed with key=value overrides, e.g. "
-                                       "train.epochs=24 train.lr=0.005 head.center_sampling_radius=0 "
-                                       "(a key without section works when unambiguous: epochs=24).",
-                           epilog="The run folder gets config.yaml, train.log, metrics.jsonl, loss.png, map.png, "
-                                  "metrics.json, last.pt and best.pt.")
+    train = sub.add_parser(
+        "train", help="train a detector", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=textwrap.fill(
+            "Train MODEL (a preset name from `anchorfree models` or a YAML config) on DATA. Settings are changed "
+            "with key=value overrides, e.g. train.epochs=24 train.lr=0.005 head.center_sampling_radius=0 (a key "
+            "without section works when unambiguous: epochs=24).", 100) + "\n\n" + textwrap.fill(
+            "Several processes (DistributedDataParallel; NCCL on GPUs, one GPU per process, gloo on CPUs): "
+            "--nproc N on this machine, or torchrun for several machines. train.batch_size is per process, as "
+            "with torchrun: one optimizer step sees batch_size x processes x train.accumulate images, and "
+            "train.lr is the learning rate of that effective batch (train.scale_lr=true scales it linearly from "
+            "train.lr_reference_batch, default train.batch_size). Logging, progress, validation and checkpoints "
+            "happen on rank 0; an error on one process stops all of them with that process's message.", 100),
+        epilog=textwrap.dedent("""\
+            The run folder gets config.yaml (what the run uses), train.log, metrics.jsonl, loss.png, map.png,
+            metrics.json, last.pt and best.pt. last.pt is written after every epoch and, with
+            train.checkpoint_interval=N, every N optimizer steps; --resume continues exactly where it was
+            written, also inside an epoch.
+
+            On --resume, key=value overrides of these fields are applied to the rest of the run: train.epochs,
+            lr, schedule, milestones, gamma, min_lr_ratio, warmup_iters, warmup_ratio, weight_decay, momentum,
+            grad_clip, amp, ema_decay, scale_lr, lr_reference_batch, eval_interval, log_interval,
+            checkpoint_interval, workers, device, channels_last, sync_bn, dist_backend, dist_timeout,
+            find_unused_parameters, batch_size and accumulate (keeping the effective batch), and the head's
+            inference options; any other change is refused with the old and the new value.
+
+            examples:
+              anchorfree train fcos_r18_fpn_tiny --data data/synth --out runs/a --nproc 2 train.accumulate=2
+              anchorfree train fcos_r18_fpn_tiny --data data/synth --out runs/a --resume train.epochs=12 train.lr=0.001
+              torchrun --nnodes 2 --nproc_per_node 8 --rdzv_backend c10d --rdzv_endpoint HOST:29400 \\
+                  -m anchorfree train fcos_r50_fpn --data coco.yaml --out runs/r50"""))
     train.add_argument("model", help="preset name or path to a config YAML")
     train.add_argument("--data", required=True, help="dataset folder (from `data synth`) or dataset YAML")
     train.add_argument("--out", required=True, help="run folder to create (or to continue with --resume)")
-    train.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    train.add_argument("--resume", action="store_true",
+                       help="continue the run in --out from its last.pt (overrides: see below)")
+    train.add_argument("--nproc", type=int, default=1, metavar="N",
+                       help="train with N processes on this machine, started by torchrun's launcher "
+                            "(torch.distributed.run); train.batch_size is per process (default 1: no processes "
+                            "are started)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to train.log)")
     _add_threads(train)
     train.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
@@ -249,27 +277,74 @@ def _model_config(model: str, overrides: list[str]):
     return apply_overrides(cfg, overrides)
 
 
+def _train_worker_args(args: argparse.Namespace) -> list[str]:
+    """The ``anchorfree train`` arguments of ``args`` without ``--nproc`` (what each process runs)."""
+    argv = ["train", args.model, "--data", args.data, "--out", args.out]
+    argv += ["--resume"] * args.resume + ["--no-progress"] * args.no_progress
+    if args.threads:
+        argv += ["--threads", str(args.threads)]
+    return argv + list(args.overrides)
+
+
 def cmd_train(args: argparse.Namespace) -> None:
+    import os
+
+    from .engine import distributed
+    from .errors import AnchorfreeError, ConfigError
+
+    model = args.model
+    again = f"anchorfree train {model} --data {args.data} --out {args.out} --resume"
+    if args.nproc != 1:
+        if distributed.launched_by_torchrun():
+            raise ConfigError("--nproc starts its own processes; under torchrun leave it out (torchrun's "
+                              "--nproc_per_node sets the number of processes)")
+        from torch.distributed.elastic.multiprocessing.api import SignalException
+
+        try:
+            distributed.launch(args.nproc, _train_worker_args(args))
+        except (KeyboardInterrupt, SignalException):
+            print(f"\ninterrupted; continue with: {again} --nproc {args.nproc}", file=sys.stderr)
+            raise SystemExit(130) from None
+        return
+
     from .config import apply_overrides
     from .data import load_data_spec
     from .engine.trainer import Trainer, resume_config
     from .evaluation import format_metrics_table
 
-    model = args.model
-    if args.resume:
-        cfg = apply_overrides(resume_config(args.out), args.overrides)
-    else:
-        cfg = _model_config(model, args.overrides)
-    trainer = Trainer(cfg, load_data_spec(args.data), args.out, resume=args.resume, progress=not args.no_progress)
+    rank = int(os.environ.get("RANK", "0")) if distributed.launched_by_torchrun() else None
+    trainer = None
     try:
+        if args.resume:
+            cfg = apply_overrides(resume_config(args.out), args.overrides)
+        else:
+            cfg = _model_config(model, args.overrides)
+        trainer = Trainer(cfg, load_data_spec(args.data), args.out, resume=args.resume,
+                          progress=not args.no_progress)
         result = trainer.fit()
     except KeyboardInterrupt:
-        print(f"\ninterrupted; continue with: anchorfree train {model} --data {args.data} --out {args.out} --resume",
-              file=sys.stderr)
+        if rank in (None, 0):
+            print(f"\ninterrupted; continue with: {again}", file=sys.stderr)
         raise SystemExit(130) from None
-    if result is not None:
-        print(format_metrics_table(result))
-    print(f"run folder: {args.out} (best.pt, last.pt, metrics.jsonl, loss.png, map.png)")
+    except Exception as e:
+        if rank is None:
+            raise
+        # one of several processes: say which one failed, for the launcher too, and stop
+        if not isinstance(e, AnchorfreeError) and not distributed.is_peer_failure(e):
+            import traceback
+
+            traceback.print_exc()
+        message, _ = distributed.rank_failure(e, rank, _clean_message)
+        if rank == 0 or not (getattr(e, "same_on_all_ranks", False) or isinstance(e, ConfigError)):
+            print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(2) from None
+    finally:
+        if trainer is not None:
+            trainer.close()
+    if trainer.is_main:
+        if result is not None:
+            print(format_metrics_table(result))
+        print(f"run folder: {args.out} (best.pt, last.pt, metrics.jsonl, loss.png, map.png)")
 
 
 def cmd_eval(args: argparse.Namespace) -> None:

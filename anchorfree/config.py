@@ -453,8 +453,12 @@ class AugmentConfig:
 
 @dataclass
 class TrainConfig:
+    """Training settings. With several processes (torchrun, ``anchorfree train --nproc N``) ``batch_size``
+    is per process, as in PyTorch's DistributedDataParallel: one optimizer step sees the effective batch
+    ``batch_size x processes x accumulate`` images, and ``lr`` is the learning rate of that batch."""
+
     epochs: int = 12
-    batch_size: int = 16
+    batch_size: int = 16  # images per process and micro-batch
     workers: int = 2
     optimizer: str = "sgd"  # sgd | adamw | adam
     lr: float = 0.01
@@ -476,6 +480,18 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     channels_last: bool = True
+    # gradient accumulation and the learning rate of the effective batch
+    accumulate: int = 1  # micro-batches per optimizer step (gradients summed, no DDP all-reduce until the last)
+    scale_lr: bool = False  # linear scaling rule: lr x effective batch / lr_reference_batch
+    lr_reference_batch: int = 0  # the batch train.lr is stated for with scale_lr; 0: train.batch_size
+    # checkpoints
+    checkpoint_interval: int = 0  # also write last.pt every N optimizer steps; 0: at the end of each epoch only
+    # several processes (torchrun / --nproc)
+    sync_bn: bool = False  # BatchNorm statistics over all processes (SyncBatchNorm; GPUs only)
+    dist_backend: str = "auto"  # auto (nccl on GPUs, gloo on CPUs) | nccl | gloo
+    dist_timeout: float = 1800.0  # seconds a process waits in a collective (e.g. for rank 0's validation)
+    find_unused_parameters: bool | None = None  # DDP's flag; None: on for heads whose loss can skip parameters
+    #                                             (cornernet's embeddings on images without objects)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 

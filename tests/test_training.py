@@ -124,8 +124,13 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(small_synth, tmp_path):
         return losses
 
     trainer.model.loss = exploding_loss
-    with pytest.raises(TrainingError, match=r"loss became nan.*last\.pt.*intact"):
+    with pytest.raises(TrainingError) as caught:
         trainer.fit()
+    message = str(caught.value)
+    assert message.startswith("the loss became nan in iteration 9 (epoch 2; ")
+    assert f"The last checkpoint {out / 'last.pt'} (epoch 1, iteration 6) is intact: lower train.lr" in message
+    assert "continue it with --resume and the changed values as key=value" in message
+    assert message in (out / "train.log").read_text()  # the failure is also in the run's log
     assert (out / "last.pt").read_bytes() == before
 
 

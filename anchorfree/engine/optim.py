@@ -25,14 +25,32 @@ def param_groups(model: nn.Module, weight_decay: float, norm_bias_decay: bool) -
     return groups
 
 
-def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+def effective_lr(cfg: TrainConfig, effective_batch: int) -> float:
+    """The base learning rate for ``effective_batch`` images per optimizer step.
+
+    ``train.lr`` as given, or with ``train.scale_lr`` the linear scaling rule (Goyal et al. 2017):
+    ``lr * effective_batch / reference``, ``reference`` being ``train.lr_reference_batch`` or, when that
+    is 0, ``train.batch_size`` (the lr stated for one process without accumulation).
+    """
+    if not cfg.scale_lr:
+        return cfg.lr
+    if cfg.lr_reference_batch < 0:
+        raise ConfigError(f"train.lr_reference_batch must be 0 (train.batch_size) or a batch size, got "
+                          f"{cfg.lr_reference_batch}")
+    reference = cfg.lr_reference_batch or cfg.batch_size
+    return cfg.lr * effective_batch / reference
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig, lr: float | None = None) -> torch.optim.Optimizer:
+    """The optimiser of ``cfg`` over :func:`param_groups`; ``lr`` defaults to ``cfg.lr`` (see :func:`effective_lr`)."""
+    lr = cfg.lr if lr is None else lr
     groups = param_groups(model, cfg.weight_decay, cfg.norm_bias_decay)
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
+        return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr)
+        return torch.optim.AdamW(groups, lr=lr)
     if cfg.optimizer == "adam":  # L2 weight decay in the gradient (CenterNet, CornerNet: Adam, no decay)
-        return torch.optim.Adam(groups, lr=cfg.lr)
+        return torch.optim.Adam(groups, lr=lr)
     raise ConfigError(f"train.optimizer must be sgd, adamw or adam, got '{cfg.optimizer}'")
 
 
@@ -53,6 +71,8 @@ def lr_factor(iteration: int, cfg: TrainConfig, iters_per_epoch: int) -> float:
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, iters_per_epoch: int):
+    """:func:`lr_factor` per optimizer step, read from ``cfg`` at every step (so a schedule field changed
+    on resume applies to the remaining steps)."""
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(it, cfg, iters_per_epoch))
 
 

@@ -1,61 +1,76 @@
 """The training loop: data → model → optimiser, with validation, checkpoints and exact resume.
 
-A run folder holds ``config.yaml`` (the resolved config), ``train.log``, ``metrics.jsonl`` (one
-JSON object per logged step / validation), ``loss.png`` and ``map.png``, ``last.pt`` and
-``best.pt`` (written atomically), and ``metrics.json`` of the last validation.
+A run folder holds ``config.yaml`` (the resolved config the run uses), ``train.log``,
+``metrics.jsonl`` (one JSON object per logged step / validation), ``loss.png`` and ``map.png``,
+``last.pt`` and ``best.pt`` (written atomically), and ``metrics.json`` of the last validation.
 
-Reproducibility: each epoch's shuffling, worker seeds and augmentations are drawn from seeds
-derived from ``(train.seed, epoch)``, and checkpoints carry model, optimiser, scheduler, scaler,
-EMA, epoch/iteration and RNG states, so ``--resume`` after an epoch continues exactly as an
-uninterrupted run would. Whether mosaic/affine augmentation is on depends on the epoch only
-(:func:`~anchorfree.data.mosaic_enabled`); the flag is set before the epoch's workers start
-(``persistent_workers=False``), so they see it.
+Several processes (``torchrun -m anchorfree train`` or ``anchorfree train --nproc N``) train one
+model with DistributedDataParallel: ``train.batch_size`` images per process and micro-batch,
+``train.accumulate`` micro-batches per optimizer step (DDP's ``no_sync`` on all but the last), so a
+step sees the effective batch ``batch_size x processes x accumulate``. Rank 0 alone logs, shows
+progress, validates and writes checkpoints; the others wait for it.
+
+Reproducibility: the epoch's order comes from a seeded :class:`~torch.utils.data.DistributedSampler`
+and every sample's augmentation from a seed of its own (:mod:`anchorfree.engine.sampler`), so an
+epoch is the same on any number of processes and workers. Checkpoints (per epoch and every
+``train.checkpoint_interval`` steps) carry model, optimiser, scheduler, scaler, EMA, epoch,
+iteration, the sampler's position inside the epoch and every process's RNG states, so ``--resume``
+continues exactly as an uninterrupted run would, also from the middle of an epoch. Whether
+mosaic/affine augmentation is on depends on the epoch only (:func:`~anchorfree.data.mosaic_enabled`);
+the flag is set before the epoch's workers start (``persistent_workers=False``), so they see it.
+
+Exactness across batch layouts: the loss normalisers (number of positives, center-ness sums) are
+averaged over processes (:func:`anchorfree.losses.reduce_mean`), so N processes with batch B give
+the gradient of one process with batch N·B. Accumulated micro-batches are each normalised by their
+own positives and their losses divided by the number of micro-batches: K micro-batches of B equal
+one batch of K·B exactly when the micro-batches have the same normalisers, and approximately
+otherwise (the average of per-micro-batch normalised losses instead of one normalisation over all).
+BatchNorm statistics are per micro-batch and per process unless ``train.sync_bn`` (GPUs).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
+import os
 import random
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from ..config import AugmentConfig, Config, save_config
+from ..config import AugmentConfig, Config, save_config, to_dict
 from ..data import CocoDetection, DataSpec, MosaicDetection, build_transforms, make_collate, mosaic_enabled
 from ..errors import ConfigError, DatasetError, TrainingError
 from ..evaluation import format_metrics_table, save_metrics
 from ..models.detector import Detector
-from ..runtime import autocast, needs_grad_scaler, select_device
+from ..runtime import autocast, needs_grad_scaler
 from ..structures import Batch
+from . import distributed
 from .checkpoint import atomic_save, checkpoint_config, load_model_state, make_checkpoint, read_checkpoint
 from .evaluate import evaluate_dataset
-from .optim import ModelEMA, build_optimizer, build_scheduler
+from .optim import ModelEMA, build_optimizer, build_scheduler, effective_lr, lr_factor
 from .plots import plot_run
+from .sampler import ResumableDistributedSampler, SeededSamples
 
 log = logging.getLogger("anchorfree")
 
-
-class EpochSampler(Sampler[int]):
-    """A permutation drawn from ``(seed, epoch)``; ``start`` skips samples already trained on."""
-
-    def __init__(self, size: int, seed: int) -> None:
-        self.size, self.seed, self.epoch, self.start = size, seed, 0, 0
-
-    def set_epoch(self, epoch: int, start: int = 0) -> None:
-        self.epoch, self.start = epoch, start
-
-    def __iter__(self):
-        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return iter(torch.randperm(self.size, generator=g)[self.start:].tolist())
-
-    def __len__(self) -> int:
-        return self.size - self.start
+# ``train.*`` fields that may change on ``--resume``: they are applied to the rest of the run.
+# batch_size and accumulate may change while the effective batch (x processes) stays the same.
+RESUME_APPLIED = frozenset({
+    "epochs", "eval_interval", "log_interval", "checkpoint_interval", "workers", "device", "grad_clip", "amp",
+    "channels_last", "lr", "schedule", "milestones", "gamma", "min_lr_ratio", "warmup_iters", "warmup_ratio",
+    "weight_decay", "momentum", "ema_decay", "scale_lr", "lr_reference_batch", "batch_size", "accumulate",
+    "sync_bn", "dist_backend", "dist_timeout", "find_unused_parameters",
+})
 
 
 def seed_everything(seed: int) -> None:
@@ -107,17 +122,86 @@ def resume_config(run: str | Path) -> Config:
     return checkpoint_config(read_checkpoint(Path(run) / "last.pt"))
 
 
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out
+
+
+def resume_changes(old: Config, new: Config) -> list[tuple[str, Any, Any]]:
+    """``(key, old, new)`` for every field ``new`` changes relative to the run's config ``old``.
+
+    Fields that can change on resume (:data:`RESUME_APPLIED` and the head's inference options) are
+    returned; any other change raises a :class:`ConfigError` naming the key and both values.
+    """
+    before, after = _flatten(to_dict(old)), _flatten(to_dict(new))
+    inference = {f"model.head.{name}" for name in getattr(type(new.model.head), "INFERENCE_FIELDS", ())}
+    changes = []
+    for key in sorted(set(before) | set(after)):
+        a, b = before.get(key), after.get(key)
+        if a == b:
+            continue
+        section, _, leaf = key.partition(".")
+        if (section == "train" and leaf in RESUME_APPLIED) or key in inference:
+            changes.append((key, a, b))
+            continue
+        raise ConfigError(
+            f"'{key}' cannot change when resuming: the run was trained with {a!r} and the resumed config asks "
+            f"for {b!r}. On --resume these can change: train.{', train.'.join(sorted(RESUME_APPLIED))} and the "
+            "head's inference options; to train with another value start a new run (another --out folder)")
+    return changes
+
+
+def check_train_settings(cfg: Config) -> None:
+    """Refuse inconsistent scale-out settings with a message naming the field."""
+    t = cfg.train
+    if not isinstance(t.accumulate, int) or t.accumulate < 1:
+        raise ConfigError(f"train.accumulate must be a whole number >= 1 (micro-batches per step), got {t.accumulate}")
+    if t.batch_size < 1:
+        raise ConfigError(f"train.batch_size must be >= 1 (images per process), got {t.batch_size}")
+    if t.checkpoint_interval < 0:
+        raise ConfigError(f"train.checkpoint_interval must be >= 0 (0: per epoch only), got {t.checkpoint_interval}")
+    if t.lr_reference_batch < 0:
+        raise ConfigError(f"train.lr_reference_batch must be >= 0 (0: train.batch_size), got {t.lr_reference_batch}")
+    if t.log_interval < 1:
+        raise ConfigError(f"train.log_interval must be >= 1, got {t.log_interval}")
+
+
+class LossModule(nn.Module):
+    """``detector.loss(batch)`` as ``forward``: DistributedDataParallel prepares its gradient
+    all-reduce in ``forward``, so the training computation has to go through it."""
+
+    def __init__(self, detector: Detector) -> None:
+        super().__init__()
+        self.detector = detector
+
+    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
+        return self.detector.loss(batch)
+
+
 class Trainer:
     """Train ``cfg`` on ``data`` into run folder ``out``.
 
     ``resume`` continues from ``out/last.pt``; pass the run's own config then (see
-    :func:`resume_config`), changed only where intended (e.g. more epochs).
+    :func:`resume_config`), changed only where intended: :func:`resume_changes` lists what may change
+    (e.g. more epochs, another lr for the remaining schedule) and refuses the rest.
+
+    Inside a torchrun job the trainer joins the process group (see
+    :func:`anchorfree.engine.distributed.setup`); call :meth:`close` at the end to leave it.
     """
 
     def __init__(self, cfg: Config, data: DataSpec, out: str | Path, resume: bool = False,
                  progress: bool = True) -> None:
         self.run = Path(out)
-        self.progress = progress
+        t, m = cfg.train, cfg.model
+        check_train_settings(cfg)
+        self.dist, self.device = distributed.setup(t.device, t.dist_backend, t.dist_timeout)
+        self.is_main = self.dist.is_main
+        self.progress = progress and self.is_main
         self.resume_state = None
         if resume:
             self.resume_state = read_checkpoint(self.run / "last.pt")
@@ -127,10 +211,23 @@ class Trainer:
         self.cfg = cfg
         if data.train_ann is None:
             raise DatasetError(f"the dataset {data.root} has no train split; add 'train:' to its YAML")
+        if t.sync_bn and self.dist.enabled and self.device.type != "cuda":
+            raise ConfigError("train.sync_bn=true needs GPUs: PyTorch's SyncBatchNorm runs on CUDA only. On CPUs "
+                              "use train.sync_bn=false (each process normalises its own images) or a model "
+                              "without batch statistics (model.backbone.norm=gn or frozen_bn)")
+        self.world = self.dist.world_size
+        self.effective_batch = t.batch_size * self.world * t.accumulate
+        changes: list[tuple[str, Any, Any]] = []
+        if self.resume_state is not None:
+            changes = self._check_resume(self.resume_state)
         self.run.mkdir(parents=True, exist_ok=True)
-        setup_logging(self.run)
-        t, m = cfg.train, cfg.model
-        self.device = select_device(t.device)
+        if self.is_main:
+            setup_logging(self.run)
+            if self.resume_state is None:
+                (self.run / "metrics.jsonl").unlink(missing_ok=True)  # rows of an attempt that left no checkpoint
+        for key, before, after in changes:
+            self._log(f"resume: {key} {before!r} -> {after!r} (applied from iteration "
+                      f"{self.resume_state['iteration'] + 1})")
         seed_everything(t.seed)
 
         sizes = tuple(t.augment.multiscale_min_sizes) or m.input.min_size
@@ -143,38 +240,78 @@ class Trainer:
         elif m.num_classes != self.train_set.num_classes:
             raise ConfigError(f"the run in {self.run} was trained with {m.num_classes} classes but the dataset "
                               f"has {self.train_set.num_classes}; resume with the same dataset")
-        save_config(cfg, self.run / "config.yaml")
+        if self.is_main:
+            save_config(cfg, self.run / "config.yaml")
 
         self.train_data = build_train_data(self.train_set, t.augment, m.input.min_size)
 
         self.model = Detector(m).to(self.device)
         if t.channels_last:
             self.model.set_channels_last(True)
-        self.sampler = EpochSampler(len(self.train_set), t.seed)
-        self.loader = DataLoader(self.train_data, batch_size=t.batch_size, sampler=self.sampler,
-                                 num_workers=t.workers, collate_fn=make_collate(m.input.size_divisor),
+        self.ema = ModelEMA(self.model, t.ema_decay) if t.ema and self.is_main else None
+        self.train_module: nn.Module = LossModule(self.model)
+        if self.dist.enabled:
+            if t.sync_bn:
+                nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+            find_unused = t.find_unused_parameters
+            if find_unused is None:
+                find_unused = m.head.type == "cornernet"
+            self.train_module = DistributedDataParallel(
+                self.train_module, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=find_unused)
+        self.sampler = ResumableDistributedSampler(self.train_data, self.world, self.dist.rank, t.seed)
+        self.loader = DataLoader(SeededSamples(self.train_data, t.seed), batch_size=t.batch_size,
+                                 sampler=self.sampler, num_workers=t.workers,
+                                 collate_fn=make_collate(m.input.size_divisor),
                                  pin_memory=self.device.type == "cuda", persistent_workers=False)
-        self.iters_per_epoch = math.ceil(len(self.train_set) / t.batch_size)
-        self.optimizer = build_optimizer(self.model, t)
+        self.micro_per_epoch = math.ceil(self.sampler.num_samples / t.batch_size)  # per process
+        self.iters_per_epoch = math.ceil(self.micro_per_epoch / t.accumulate)  # optimizer steps
+        self.base_lr = effective_lr(t, self.effective_batch)
+        self.optimizer = build_optimizer(self.model, t, self.base_lr)
         self.scheduler = build_scheduler(self.optimizer, t, self.iters_per_epoch)
         self.scaler = torch.amp.GradScaler("cuda", enabled=needs_grad_scaler(self.device, t.amp))
-        self.ema = ModelEMA(self.model, t.ema_decay) if t.ema else None
         self.epoch, self.iteration, self.best_ap = 0, 0, -1.0
+        self.consumed = 0  # samples of the current epoch trained on, all processes together
+        self.checkpoint_at: tuple[int, int] | None = None  # (epoch, iteration) of the last.pt on disk
         self.eval_seconds = 0.0  # time spent in validation by this process
         if self.resume_state is not None:
             self._load_state(self.resume_state)
 
-    # ---- state ---------------------------------------------------------------------------
-    def _state(self) -> dict[str, Any]:
-        return make_checkpoint(
-            self.cfg, self.model.state_dict(),
-            ema=None if self.ema is None else self.ema.module.state_dict(),
-            ema_updates=None if self.ema is None else self.ema.updates,
-            optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
-            scaler=self.scaler.state_dict(), epoch=self.epoch, iteration=self.iteration,
-            best_ap=self.best_ap, rng=rng_state(), class_names=self.cfg.model.class_names,
-            label_to_cat_id=self.train_set.label_to_cat_id,
-        )
+    # ---- resume ----------------------------------------------------------------------------
+    def _check_resume(self, ckpt: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+        """The changes of the config relative to the checkpoint's (refusing those that cannot apply)."""
+        old = checkpoint_config(ckpt)
+        changes = resume_changes(old, self.cfg)
+        t, o = self.cfg.train, old.train
+        world = ckpt.get("world_size", 1)
+        before = ckpt.get("effective_batch", o.batch_size * o.accumulate * world)
+        if before != self.effective_batch:
+            raise ConfigError(
+                f"the run was trained with an effective batch of {before} images per step (train.batch_size "
+                f"{o.batch_size} x {world} process(es) x train.accumulate {o.accumulate}); resuming with "
+                f"train.batch_size {t.batch_size} x {self.world} process(es) x train.accumulate {t.accumulate} = "
+                f"{self.effective_batch} would change the samples of each step and the schedule. Keep the effective "
+                f"batch (e.g. train.batch_size={max(1, before // (self.world * t.accumulate))} on {self.world} "
+                "process(es)) or start a new run in another --out folder")
+        if t.epochs < ckpt["epoch"]:
+            raise ConfigError(f"train.epochs={t.epochs} is below the {ckpt['epoch']} epochs the run in {self.run} has "
+                              "already trained; resume with at least that many")
+        return changes
+
+    def _apply_schedule(self) -> None:
+        """Set the optimiser's learning rates (and decay, momentum) from the config at the current
+        iteration: what an uninterrupted run has, and a changed lr / schedule for the remaining steps."""
+        t = self.cfg.train
+        factor = lr_factor(self.iteration, t, self.iters_per_epoch)
+        self.scheduler.base_lrs = [self.base_lr for _ in self.optimizer.param_groups]
+        for i, group in enumerate(self.optimizer.param_groups):
+            group["initial_lr"] = self.base_lr
+            group["lr"] = self.base_lr * factor
+            if i == 0:
+                group["weight_decay"] = t.weight_decay
+            if "momentum" in group and t.optimizer == "sgd":
+                group["momentum"] = t.momentum
+        self.scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
     def _load_state(self, ckpt: dict[str, Any]) -> None:
         load_model_state(self.model, ckpt["model"], ckpt["path"])
@@ -184,69 +321,175 @@ class Trainer:
         if self.ema is not None and ckpt.get("ema") is not None:
             self.ema.load_state_dict({"module": ckpt["ema"], "updates": ckpt["ema_updates"]})
         self.epoch, self.iteration, self.best_ap = ckpt["epoch"], ckpt["iteration"], ckpt["best_ap"]
-        set_rng_state(ckpt["rng"])
-        log.info("resumed from %s at epoch %d, iteration %d", ckpt["path"], self.epoch, self.iteration)
+        sampler = ckpt.get("sampler") or {}
+        self.consumed = sampler.get("consumed", 0) if sampler.get("epoch", self.epoch) == self.epoch else 0
+        ranks = ckpt.get("rng_ranks") or [ckpt["rng"]]
+        if self.dist.rank < len(ranks):
+            set_rng_state(ranks[self.dist.rank])
+        self._apply_schedule()
+        self.checkpoint_at = (self.epoch, self.iteration)
+        if self.is_main:
+            self._truncate_metrics()
+        where = f"epoch {self.epoch}" + (f" + {self.consumed} samples" if self.consumed else "")
+        self._log(f"resumed from {ckpt['path']} at {where}, iteration {self.iteration}")
+
+    def _truncate_metrics(self) -> None:
+        """Drop the rows of ``metrics.jsonl`` logged after the checkpoint (they are logged again)."""
+        path = self.run / "metrics.jsonl"
+        if not path.is_file():
+            return
+        kept, dropped = [], 0
+        for line in path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:  # a line cut short when the run was killed
+                dropped += 1
+                continue
+            after = row.get("iteration", 0) > self.iteration
+            if row.get("type") == "val":
+                after = after or row.get("epoch", 0) > self.epoch
+            if after:
+                dropped += 1
+            else:
+                kept.append(line)
+        if dropped:
+            fd, tmp = tempfile.mkstemp(prefix=".metrics.", suffix=".tmp", dir=self.run)
+            with os.fdopen(fd, "w") as f:
+                f.write("".join(line + "\n" for line in kept))
+            os.replace(tmp, path)
+            self._log(f"metrics.jsonl: dropped {dropped} row(s) logged after the checkpoint")
+
+    # ---- state -----------------------------------------------------------------------------
+    def _state(self) -> dict[str, Any] | None:
+        """The checkpoint (on rank 0; ``None`` elsewhere). Collective: every process calls it."""
+        rng_ranks = self.dist.gather(rng_state())
+        if not self.is_main:
+            return None
+        return make_checkpoint(
+            self.cfg, self.model.state_dict(),
+            ema=None if self.ema is None else self.ema.module.state_dict(),
+            ema_updates=None if self.ema is None else self.ema.updates,
+            optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
+            scaler=self.scaler.state_dict(), epoch=self.epoch, iteration=self.iteration,
+            best_ap=self.best_ap, rng=rng_ranks[0], rng_ranks=rng_ranks,
+            sampler={"epoch": self.epoch, "consumed": self.consumed},
+            world_size=self.world, effective_batch=self.effective_batch,
+            class_names=self.cfg.model.class_names, label_to_cat_id=self.train_set.label_to_cat_id,
+        )
 
     def save(self, name: str, state: dict[str, Any] | None = None) -> None:
         atomic_save(state or self._state(), self.run / name)
+
+    def _checkpoint(self) -> dict[str, Any] | None:
+        """Write ``last.pt`` on rank 0 (the others wait); returns the state on rank 0."""
+        state = self._state()
+        if state is not None:
+            self.save("last.pt", state)
+        self.checkpoint_at = (self.epoch, self.iteration)
+        self.dist.barrier()
+        return state
+
+    def _log(self, message: str, level: int = logging.INFO) -> None:
+        if self.is_main:
+            log.log(level, message)
 
     def _log_row(self, row: dict[str, Any]) -> None:
         with open(self.run / "metrics.jsonl", "a") as f:
             f.write(json.dumps(row) + "\n")
 
-    # ---- loop ----------------------------------------------------------------------------
-    def fit(self) -> dict[str, Any] | None:
-        """Train until ``train.epochs``; returns the last validation result."""
+    def close(self) -> None:
+        """Leave the process group this trainer joined (nothing on one process)."""
+        self.dist.close()
+
+    # ---- loop ------------------------------------------------------------------------------
+    def describe(self) -> str:
+        """One line on the effective batch and the learning rate stated for it."""
         t = self.cfg.train
-        log.info("training %s on %d images (%d classes) for %d epochs on %s", self.cfg.model.name,
-                 len(self.train_set), self.cfg.model.num_classes, t.epochs, self.device)
+        batch = (f"effective batch {self.effective_batch} = {t.batch_size} per process x {self.world} "
+                 f"process(es) x {t.accumulate} accumulated micro-batch(es)")
+        if t.scale_lr:
+            reference = t.lr_reference_batch or t.batch_size
+            lr = (f"lr {self.base_lr:.4g} for it (train.lr {t.lr:g} x {self.effective_batch} / reference batch "
+                  f"{reference}, linear scaling rule)")
+        else:
+            lr = f"lr {self.base_lr:.4g} for it (train.lr as given; train.scale_lr=true scales it linearly)"
+        return f"{batch}; {lr}"
+
+    def fit(self) -> dict[str, Any] | None:
+        """Train until ``train.epochs``; returns the last validation result (on rank 0)."""
+        t = self.cfg.train
+        where = f"{self.device}" + (f" x {self.world} processes ({self.dist.backend})" if self.dist.enabled else "")
+        self._log(f"training {self.cfg.model.name} on {len(self.train_set)} images ({self.cfg.model.num_classes} "
+                  f"classes) for {t.epochs} epochs on {where}")
+        self._log(self.describe())
+        if self.progress:
+            tqdm.write(self.describe())
         result = None
         while self.epoch < t.epochs:
             self.train_epoch()
             self.epoch += 1
+            self.consumed = 0
             last = self.epoch == t.epochs
-            if last or (t.eval_interval > 0 and self.epoch % t.eval_interval == 0):
+            if self.is_main and (last or (t.eval_interval > 0 and self.epoch % t.eval_interval == 0)):
                 result = self.validate()
-            state = self._state()
-            self.save("last.pt", state)
-            if result is not None and result.get("epoch") == self.epoch and result["metrics"]["AP"] > self.best_ap:
-                self.best_ap = result["metrics"]["AP"]
-                state["best_ap"] = self.best_ap
-                self.save("best.pt", state)
+            state = self._state()  # the other processes wait here while rank 0 validates
+            if state is not None:
                 self.save("last.pt", state)
-            plot_run(self.run)
-        if not (self.run / "best.pt").exists() and (self.run / "last.pt").exists():
+                if result is not None and result.get("epoch") == self.epoch and result["metrics"]["AP"] > self.best_ap:
+                    self.best_ap = result["metrics"]["AP"]
+                    state["best_ap"] = self.best_ap
+                    self.save("best.pt", state)
+                    self.save("last.pt", state)
+                plot_run(self.run)
+            self.checkpoint_at = (self.epoch, self.iteration)
+            self.dist.barrier()
+        if self.is_main and not (self.run / "best.pt").exists() and (self.run / "last.pt").exists():
             self.save("best.pt", read_checkpoint(self.run / "last.pt"))
+        self.dist.barrier()
         return result
 
     def train_epoch(self) -> None:
+        """The optimizer steps left in the current epoch (all of them unless resumed inside it)."""
         t = self.cfg.train
-        seed_everything(t.seed * 1000 + self.epoch)  # augmentations in the main process
+        if self.consumed == 0:  # this process's own stream (augmentations are seeded per sample)
+            seed_everything(t.seed * 1000 + self.epoch + 1_000_003 * self.dist.rank)
         self._switch_mosaic()
-        self.sampler.set_epoch(self.epoch)
+        self.loader.dataset.epoch = self.epoch
+        self.sampler.set_epoch(self.epoch, self.consumed)
         self.loader.generator = torch.Generator().manual_seed(t.seed * 1000 + self.epoch)  # worker seeds
         self.model.train()
-        bar = tqdm(self.loader, desc=f"epoch {self.epoch + 1}/{t.epochs}", unit="it", disable=not self.progress,
-                   dynamic_ncols=True)
+        per_step = t.batch_size * t.accumulate
+        first = -(-self.sampler.start // per_step)
+        bar = tqdm(total=self.iters_per_epoch, initial=first, desc=f"epoch {self.epoch + 1}/{t.epochs}", unit="it",
+                   disable=not self.progress, dynamic_ncols=True)
+        batches = iter(self.loader)
         start, seen = time.perf_counter(), 0
-        for batch in bar:
-            batch = batch.to(self.device, non_blocking=True)
-            losses = self.train_step(batch)
+        for step in range(first, self.iters_per_epoch):
+            micro = min(t.accumulate, self.micro_per_epoch - step * t.accumulate)
+            values = None
+            self.optimizer.zero_grad(set_to_none=True)
+            for j in range(micro):
+                batch = next(batches).to(self.device, non_blocking=True)
+                step_values = self._forward_backward(batch, 1.0 / micro, sync=j == micro - 1)
+                values = step_values / micro if values is None else values + step_values / micro
+                seen += len(batch) * self.world
+            self._optimizer_step()
+            self.consumed = min((step + 1) * per_step, self.sampler.num_samples) * self.world
+            losses = dict(zip(self._loss_names, values.tolist()))
             loss = sum(losses.values())
-            self.scheduler.step()
-            if self.ema is not None:
-                self.ema.update(self.model)
-            self.iteration += 1
-            seen += len(batch)
-            values = {k: float(v.detach()) for k, v in losses.items()}
             lr = self.optimizer.param_groups[0]["lr"]
-            bar.set_postfix(loss=f"{float(loss.detach()):.3f}", **{k.replace("loss_", ""): f"{v:.3f}" for k, v in values.items()},
-                            lr=f"{lr:.2e}", img_s=f"{seen / (time.perf_counter() - start):.1f}")
-            if self.iteration % t.log_interval == 0 or self.iteration == 1:
+            bar.set_postfix(loss=f"{loss:.3f}", **{k.replace("loss_", ""): f"{v:.3f}" for k, v in losses.items()},
+                            lr=f"{lr:.2e}", img_s=f"{seen / (time.perf_counter() - start):.1f}", refresh=False)
+            bar.update(1)
+            if self.is_main and (self.iteration % t.log_interval == 0 or self.iteration == 1):
                 row = {"type": "train", "epoch": self.epoch + 1, "iteration": self.iteration, "lr": lr,
-                       "loss": float(loss.detach()), **values}
+                       "loss": loss, **losses}
                 self._log_row(row)
                 log.info(json.dumps(row))
+            if t.checkpoint_interval > 0 and self.iteration % t.checkpoint_interval == 0:
+                self._checkpoint()
+        bar.close()
+        del batches
 
     def _switch_mosaic(self) -> None:
         """Turn mosaic/affine off for the last ``close_mosaic`` epochs (logged when it changes)."""
@@ -255,29 +498,73 @@ class Trainer:
             enabled = mosaic_enabled(self.epoch, t.epochs, t.augment.close_mosaic)
             if enabled != self.train_data.enabled:
                 self.train_data.enabled = enabled
-                log.info("epoch %d: mosaic/affine augmentation %s (close_mosaic=%d)", self.epoch + 1,
-                         "on" if enabled else "off", t.augment.close_mosaic)
+                self._log(f"epoch {self.epoch + 1}: mosaic/affine augmentation {'on' if enabled else 'off'} "
+                          f"(close_mosaic={t.augment.close_mosaic})")
 
-    def train_step(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """Forward, loss, NaN check, backward, clipping and one optimiser step; returns the loss terms."""
+    def _forward_backward(self, batch: Batch, scale: float, sync: bool = True) -> torch.Tensor:
+        """Forward, loss, NaN check and backward of ``loss * scale`` for one micro-batch; returns the loss
+        terms averaged over processes. ``sync=False`` keeps DDP from all-reducing the gradients yet."""
         t = self.cfg.train
-        with autocast(self.device, enabled=t.amp):
-            losses = self.model.loss(batch)
-        loss = sum(losses.values())
-        if not torch.isfinite(loss):
-            terms = ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())
-            raise TrainingError(
-                f"the loss became {loss.item()} at epoch {self.epoch + 1}, iteration {self.iteration} ({terms}). "
-                f"Training stopped; the last good checkpoint {self.run / 'last.pt'} is intact. Lower train.lr, "
-                "set train.grad_clip, or check the dataset for broken boxes, then run again with --resume.")
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
+        ddp = isinstance(self.train_module, DistributedDataParallel)
+        with self.train_module.no_sync() if ddp and not sync else contextlib.nullcontext():
+            with autocast(self.device, enabled=t.amp):
+                losses = self.train_module(batch)
+            self._loss_names = list(losses)
+            values = self.dist.mean(torch.stack([v.detach().float() for v in losses.values()]))
+            if not bool(torch.isfinite(values).all()):
+                self._stop_non_finite(dict(zip(self._loss_names, values.tolist())))
+            self.scaler.scale(sum(losses.values()) * scale).backward()
+        return values
+
+    def _optimizer_step(self) -> None:
+        """Clip, step, update the scaler, the schedule and the EMA: one iteration done."""
+        t = self.cfg.train
         if t.grad_clip > 0:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        return losses
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
+        self.iteration += 1
+
+    def train_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """One optimizer step on ``batch`` (forward, loss, NaN check, backward, clipping, step, schedule,
+        EMA); returns the loss terms averaged over processes."""
+        self.optimizer.zero_grad(set_to_none=True)
+        values = self._forward_backward(batch, 1.0)
+        self._optimizer_step()
+        return dict(zip(self._loss_names, values))
+
+    def _stop_non_finite(self, terms: dict[str, float]) -> None:
+        """Raise (and log) the error of a NaN/inf loss, with advice that is true for this run."""
+        t = self.cfg.train
+        total = sum(terms.values())
+        detail = ", ".join(f"{k}={v:.4g}" for k, v in terms.items())
+        advice = (f"lower train.lr (e.g. train.lr={t.lr / 10:g})"
+                  + (", set train.grad_clip (e.g. train.grad_clip=10)" if t.grad_clip <= 0
+                     else f", lower train.grad_clip (now {t.grad_clip:g})")
+                  + (", turn off fp16 mixed precision (train.amp=false)" if self.scaler.is_enabled() else "")
+                  + " or check the dataset for broken boxes (anchorfree data check)")
+        message = (f"the loss became {total} in iteration {self.iteration + 1} (epoch {self.epoch + 1}; {detail}). "
+                   "Training stopped before this step changed the weights. ")
+        last = self.run / "last.pt"
+        if self.checkpoint_at is not None and last.is_file():
+            epoch, iteration = self.checkpoint_at
+            message += (f"The last checkpoint {last} (epoch {epoch}, iteration {iteration}) is intact: {advice}, then "
+                        "continue it with --resume and the changed values as key=value (they are applied to the "
+                        "rest of the run).")
+        else:
+            first = (f"after iteration {t.checkpoint_interval}" if t.checkpoint_interval > 0
+                     else "at the end of epoch 1")
+            message += (f"No checkpoint has been written yet (the first comes {first}), so there is nothing to "
+                        f"resume: {advice}, then start the run again (the same --out folder works).")
+        self._log(message, logging.ERROR)
+        error = TrainingError(message)
+        error.same_on_all_ranks = True  # every process sees the averaged loss and stops with this message
+        raise error
 
     def eval_model(self) -> Detector:
         return self.ema.module if self.ema is not None else self.model
