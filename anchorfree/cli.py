@@ -185,6 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
                                  "files only)")
         lp.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides of the preset")
 
+    from .serve import add_serve_parser
+
+    add_serve_parser(sub)
+
     sub.add_parser("models", help="list model presets", description="List the model presets that `train` accepts.")
 
     bench = sub.add_parser("bench", help="compare models on your data", description="Benchmarks on your own data.")
@@ -511,6 +515,7 @@ def _clean_message(message: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     from .errors import AnchorfreeError
+    from .serve import cmd_serve
 
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -519,7 +524,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.overrides = list(args.overrides) + extra
     handlers = {"data": cmd_data, "train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "models": cmd_models,
-                "bench": cmd_bench, "convert": cmd_convert}
+                "bench": cmd_bench, "convert": cmd_convert,
+                "serve": cmd_serve}
     try:
         threads = getattr(args, "threads", 0)
         if threads < 0:
