@@ -327,8 +327,11 @@ def cmd_train(args: argparse.Namespace) -> None:
                           progress=not args.no_progress)
         result = trainer.fit()
     except KeyboardInterrupt:
-        if rank in (None, 0):
+        if rank is None:
             print(f"\ninterrupted; continue with: {again}", file=sys.stderr)
+        elif rank == 0:
+            print(f"\nrank 0: interrupted; continue with the same launch command and --resume (run folder {args.out})",
+                  file=sys.stderr)
         raise SystemExit(130) from None
     except Exception as e:
         if rank is None:

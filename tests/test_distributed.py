@@ -58,8 +58,9 @@ def _rows(run: Path, kind: str = "train") -> list[dict]:
 
 def _assert_weights_close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], atol: float = 1e-5) -> None:
     assert a.keys() == b.keys()
-    for key in a:
-        torch.testing.assert_close(a[key].float(), b[key].float(), atol=atol, rtol=0, msg=lambda m: f"{key}: {m}")
+    for key, value in a.items():
+        torch.testing.assert_close(value.float(), b[key].float(), atol=atol, rtol=0,
+                                   msg=lambda m, key=key: f"{key}: {m}")
 
 
 def _max_change(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
@@ -121,8 +122,8 @@ def test_two_processes_equal_one_and_resume_exactly_after_a_rank_fails(synth8, t
     argv = ["train", str(config), "--data", str(data), "--out", str(run), "--no-progress", "--threads", "1"]
     assert main([*argv, "--nproc", "2", "train.batch_size=1"]) == 2
     err = capfd.readouterr().err
-    assert re.search(rf"^error: rank 1: .*{re.escape(str(image))}", err, re.M), err  # the failing process
-    assert re.search(rf"^error: training stopped on all 2 processes: rank 1: .*{re.escape(str(image))}", err, re.M)
+    assert re.search(rf"^error: rank 1: .*{re.escape(str(image))}", err, re.MULTILINE), err  # the failing process
+    assert re.search(rf"^error: training stopped on all 2 processes: rank 1: .*{re.escape(str(image))}", err, re.MULTILINE)
     first = read_checkpoint(run / "last.pt")
     assert (first["iteration"], first["world_size"], first["sampler"]) == (1, 2, {"epoch": 0, "consumed": 4})
     _assert_weights_close(first["model"], weights[1])

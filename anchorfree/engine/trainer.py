@@ -225,6 +225,8 @@ class Trainer:
             setup_logging(self.run)
             if self.resume_state is None:
                 (self.run / "metrics.jsonl").unlink(missing_ok=True)  # rows of an attempt that left no checkpoint
+        if t.sync_bn and not self.dist.enabled:
+            self._log("train.sync_bn=true has no effect with one process (BatchNorm sees the whole batch)")
         for key, before, after in changes:
             self._log(f"resume: {key} {before!r} -> {after!r} (applied from iteration "
                       f"{self.resume_state['iteration'] + 1})")
@@ -330,8 +332,9 @@ class Trainer:
         self.checkpoint_at = (self.epoch, self.iteration)
         if self.is_main:
             self._truncate_metrics()
-        where = f"epoch {self.epoch}" + (f" + {self.consumed} samples" if self.consumed else "")
-        self._log(f"resumed from {ckpt['path']} at {where}, iteration {self.iteration}")
+        where = (f"in epoch {self.epoch + 1} after {self.consumed} of its samples" if self.consumed
+                 else f"after epoch {self.epoch}")
+        self._log(f"resumed from {ckpt['path']} at iteration {self.iteration}, {where}")
 
     def _truncate_metrics(self) -> None:
         """Drop the rows of ``metrics.jsonl`` logged after the checkpoint (they are logged again)."""
