@@ -149,7 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("predict", help="detect objects in images and draw them",
                         description="Run a checkpoint on images or folders of images; writes results.json (COCO "
                                     "results format, original image pixels) and one drawn image per input to --out.")
-    pr.add_argument("checkpoint", help="run folder or .pt file")
+    pr.add_argument("checkpoint", help="run folder, .pt file or an export (.onnx: run with onnxruntime; .pt2, "
+                                        ".torchscript) from `anchorfree export`")
     pr.add_argument("images", nargs="+", help="image files or folders")
     pr.add_argument("--out", required=True, help="output folder")
     pr.add_argument("--limit", type=int, default=0, help="process at most this many images (default: all)")
@@ -184,6 +185,32 @@ def build_parser() -> argparse.ArgumentParser:
                             help="allow checkpoints that pickle non-tensor objects (runs the file's code: trusted "
                                  "files only)")
         lp.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides of the preset")
+
+    ex = sub.add_parser(
+        "export", help="export a model to ONNX, torch.export or TorchScript, checked against PyTorch",
+        description="Write RUN's model (a run folder or .pt checkpoint) as one graph from uint8 images to boxes, "
+                    "scores and labels: normalisation, decoding and NMS inside (ONNX NonMaxSuppression), or raw "
+                    "candidates for a runtime that runs its own NMS. Right after writing, the file is run on a few "
+                    "images (onnxruntime for ONNX) and its detections are compared with PyTorch's; the command "
+                    "prints the check and fails when it does not hold. Formats: onnx for every model (CornerNet: "
+                    "hard NMS in place of its Soft-NMS, with a note); pt2 and torchscript run the PyTorch "
+                    "post-processing, Soft-NMS included, and need anchorfree to load.")
+    ex.add_argument("checkpoint", metavar="RUN", help="run folder or .pt file")
+    ex.add_argument("--format", choices=["onnx", "pt2", "torchscript"], default="onnx", help="default onnx")
+    ex.add_argument("--out", help="file to write (default: next to the checkpoint, best.onnx / best.pt2 / ...)")
+    ex.add_argument("--opset", type=int, help="ONNX opset (>= 18; default: the exporter's)")
+    ex.add_argument("--dynamic", action="store_true", help="dynamic batch, height and width (onnx, pt2)")
+    ex.add_argument("--nms", dest="nms", action="store_true", default=True,
+                    help="NMS in the graph, the model's configured suppression (the default)")
+    ex.add_argument("--no-nms", dest="nms", action="store_false",
+                    help="raw candidates: every candidate above the score threshold, for a runtime's own NMS")
+    ex.add_argument("--half", action="store_true", help="fp16 network (onnx only; decoding and NMS stay fp32)")
+    ex.add_argument("--batch", type=int, default=1, help="images per run of a static export (default 1)")
+    ex.add_argument("--input-size", type=int, nargs="+", metavar="PX",
+                    help="static canvas H [W] (default: a square of model.input.max_size)")
+    ex.add_argument("--no-check", action="store_true", help="skip the comparison with PyTorch")
+    ex.add_argument("--score-thresh", type=float, metavar="S", help="score threshold baked in (default: the config's)")
+    ex.add_argument("--max-det", type=int, metavar="N", help="detections kept per image (default: the config's)")
 
     from .serve import add_serve_parser
 
@@ -397,13 +424,16 @@ def cmd_eval(args: argparse.Namespace) -> None:
 def cmd_predict(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
-    from .api import Model, to_uint8_chw
+    import torch
+
+    from .api import load_model, to_uint8_chw
     from .errors import AnchorfreeError
     from .structures import Detections
     from .visualize import draw_detections, save_image
 
     fast = {"auto": None, "on": True, "off": False}[args.fast]
-    model = Model(args.checkpoint, device=args.device, fast=fast)
+    model = load_model(args.checkpoint, device=args.device, fast=None if Path(args.checkpoint).suffix in
+                       (".onnx", ".pt2", ".torchscript") else fast)
     options = _inference_options(args)
     paths = _collect_images(args.images)
     if args.limit:
@@ -425,7 +455,8 @@ def cmd_predict(args: argparse.Namespace) -> None:
         if category_ids is not None:  # label k is the k-th category of the annotation file, as in `eval`
             entries = [dict(e, category_id=category_ids[label]) for e, label in zip(entries, pred.labels.tolist())]
         results += [dict(r, file_name=str(path)) for r in entries]
-        drawn = draw_detections(image, Detections(pred.boxes, pred.scores, pred.labels), model.class_names)
+        boxes, scores, labels = (torch.as_tensor(v) for v in (pred.boxes, pred.scores, pred.labels))  # numpy: export
+        drawn = draw_detections(image, Detections(boxes, scores, labels), model.class_names)
         save_image(drawn, out / f"{path.stem}.jpg")
         total += len(pred)
     done = len(paths) - len(unreadable)
@@ -481,6 +512,20 @@ def cmd_bench(args: argparse.Namespace) -> None:
     print(f"wrote {Path(args.out) / 'compare.md'}, compare.json, compare.png and {report}")
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    from .export import export_model
+
+    size = None if not args.input_size else (tuple(args.input_size) if len(args.input_size) == 2 else args.input_size[0])
+    options = {k: v for k, v in (("score_thresh", args.score_thresh), ("max_detections", args.max_det)) if v is not None}
+    report = export_model(args.checkpoint, args.format, args.out, opset=args.opset, dynamic=args.dynamic,
+                          nms=args.nms, half=args.half, batch=args.batch, input_size=size, options=options or None,
+                          check=not args.no_check, log=print)  # progress, then the report's summary
+    if args.format == "onnx":
+        print(f"next: anchorfree predict {report.path} IMAGES --out predictions   |   "
+              f"anchorfree serve {report.path}   |   Python without PyTorch: "
+              f"anchorfree.load_model('{report.path}')(image)")
+
+
 def cmd_convert(args: argparse.Namespace) -> None:
     from .interop.run import write_run
 
@@ -528,7 +573,7 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = list(args.overrides) + extra
     handlers = {"data": cmd_data, "train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "models": cmd_models,
                 "bench": cmd_bench, "convert": cmd_convert,
-                "serve": cmd_serve}
+                "serve": cmd_serve, "export": cmd_export}
     try:
         threads = getattr(args, "threads", 0)
         if threads < 0:
