@@ -48,15 +48,17 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from ..config import AugmentConfig, Config, save_config, to_dict
+from ..config_checks import validate_config
 from ..data import CocoDetection, DataSpec, MosaicDetection, build_transforms, make_collate, mosaic_enabled
 from ..errors import ConfigError, DatasetError, TrainingError
 from ..evaluation import format_metrics_table, save_metrics
 from ..models.detector import Detector
 from ..runtime import autocast, needs_grad_scaler
 from ..structures import Batch
+from ..report import write_run_report
 from . import distributed
 from .checkpoint import atomic_save, checkpoint_config, load_model_state, make_checkpoint, read_checkpoint
-from .evaluate import evaluate_dataset
+from .evaluate import predict_dataset, score_results
 from .optim import ModelEMA, build_optimizer, build_scheduler, effective_lr, lr_factor
 from .plots import plot_run
 from .sampler import ResumableDistributedSampler, SeededSamples
@@ -157,7 +159,9 @@ def resume_changes(old: Config, new: Config) -> list[tuple[str, Any, Any]]:
 
 
 def check_train_settings(cfg: Config) -> None:
-    """Refuse inconsistent scale-out settings with a message naming the field."""
+    """Refuse out-of-range values (:func:`anchorfree.config_checks.validate_config`: every problem at once) and
+    inconsistent scale-out settings, with messages naming the field."""
+    validate_config(cfg)
     t = cfg.train
     if not isinstance(t.accumulate, int) or t.accumulate < 1:
         raise ConfigError(f"train.accumulate must be a whole number >= 1 (micro-batches per step), got {t.accumulate}")
@@ -276,6 +280,8 @@ class Trainer:
         self.consumed = 0  # samples of the current epoch trained on, all processes together
         self.checkpoint_at: tuple[int, int] | None = None  # (epoch, iteration) of the last.pt on disk
         self.eval_seconds = 0.0  # time spent in validation by this process
+        self.last_results: list[dict] = []  # the detections of the last validation (for report.html)
+        self.report: Path | None = None
         if self.resume_state is not None:
             self._load_state(self.resume_state)
 
@@ -448,6 +454,9 @@ class Trainer:
             self.dist.barrier()
         if self.is_main and not (self.run / "best.pt").exists() and (self.run / "last.pt").exists():
             self.save("best.pt", read_checkpoint(self.run / "last.pt"))
+        if self.is_main and result is not None:
+            self.report = write_run_report(self.run, dataset=self.val_set, results=self.last_results, metrics=result)
+            self._log(f"report: {self.report}")
         self.dist.barrier()
         return result
 
@@ -574,8 +583,9 @@ class Trainer:
 
     def validate(self) -> dict[str, Any]:
         start = time.perf_counter()
-        result = evaluate_dataset(self.eval_model(), self.val_set, batch_size=self.cfg.train.batch_size,
-                                  workers=self.cfg.train.workers, progress=self.progress)
+        self.last_results = predict_dataset(self.eval_model(), self.val_set, batch_size=self.cfg.train.batch_size,
+                                            workers=self.cfg.train.workers, progress=self.progress)
+        result = score_results(self.val_set, self.last_results)
         result["epoch"] = self.epoch
         self.eval_seconds += time.perf_counter() - start
         row = {"type": "val", "epoch": self.epoch, "iteration": self.iteration, **result["metrics"]}
