@@ -84,6 +84,18 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--to", required=True, choices=["coco", "yolo", "voc"], help="format to write")
     convert.add_argument("--copy", action="store_true", help="copy the images instead of hard-linking them")
 
+    demo = sub.add_parser(
+        "demo", help="the whole job on built-in data in a few minutes",
+        description="Write a synthetic dataset, train the light GFL preset (gfl_shufflenetv2_pan_nano, 192 px) for "
+                    "as many epochs as fit in --minutes, evaluate it, draw predictions and write report.html, then "
+                    "print the COCO table, where the files are and the commands to run next. An interrupted demo "
+                    "resumes where it stopped.")
+    demo.add_argument("--out", default="runs/demo", help="folder for the data and the run (default runs/demo)")
+    demo.add_argument("--minutes", type=float, default=3.0,
+                      help="training time budget (default 3; evaluation, drawing and the report add ~30 s)")
+    demo.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_threads(demo)
+
     train = sub.add_parser(
         "train", help="train a detector", formatter_class=argparse.RawDescriptionHelpFormatter,
         description=textwrap.fill(
@@ -526,6 +538,12 @@ def cmd_export(args: argparse.Namespace) -> None:
               f"anchorfree.load_model('{report.path}')(image)")
 
 
+def cmd_demo(args: argparse.Namespace) -> None:
+    from .demo import print_summary, run_demo
+
+    print_summary(run_demo(args.out, args.minutes, progress=not args.no_progress))
+
+
 def cmd_convert(args: argparse.Namespace) -> None:
     from .interop.run import write_run
 
@@ -573,7 +591,7 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = list(args.overrides) + extra
     handlers = {"data": cmd_data, "train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "models": cmd_models,
                 "bench": cmd_bench, "convert": cmd_convert,
-                "serve": cmd_serve, "export": cmd_export}
+                "serve": cmd_serve, "export": cmd_export, "demo": cmd_demo}
     try:
         threads = getattr(args, "threads", 0)
         if threads < 0:
