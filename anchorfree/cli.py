@@ -66,11 +66,22 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     synth.add_argument("--min-size", type=int, default=256, help="smallest image side in pixels (default 256)")
     synth.add_argument("--max-size", type=int, default=320, help="largest image side in pixels (default 320)")
-    check = data_sub.add_parser("check", help="validate a dataset and print its statistics",
-                                description="Load every annotation file of DATA, report problems (clipped or "
-                                            "dropped boxes, missing fields) and, with --images, decode every image.")
+    check = data_sub.add_parser(
+        "check", help="validate a dataset and print its statistics",
+        description="Read DATA as training does and list every problem found, not only the first: errors "
+                    "(training would stop on them: malformed entries, unknown ids, missing, corrupt or truncated "
+                    "images, images whose size differs from the declared width/height) and warnings (clipped or "
+                    "dropped boxes, unknown YAML keys). By default every image header is read (no decoding); "
+                    "--images decodes every image, --no-images skips them. Exits with status 2 when there is "
+                    "an error.")
     check.add_argument("data", help="dataset folder or dataset YAML (COCO, YOLO or Pascal VOC)")
-    check.add_argument("--images", action="store_true", help="also decode every image file")
+    images = check.add_mutually_exclusive_group()
+    images.add_argument("--headers", dest="images", action="store_const", const="headers", default="headers",
+                        help="read every image file's header: format, size, end of file (the default)")
+    images.add_argument("--images", dest="images", action="store_const", const=True,
+                        help="decode every image file fully (slower; also finds damage inside files)")
+    images.add_argument("--no-images", dest="images", action="store_const", const=False,
+                        help="check the annotations only")
     convert = data_sub.add_parser(
         "convert", help="convert a dataset to COCO, YOLO or Pascal VOC",
         description="Read SRC (a dataset folder or YAML in any of the three formats, checked as for training) and "
@@ -276,7 +287,8 @@ def _collect_images(inputs: list[str]) -> list[Path]:
 
 
 def cmd_data(args: argparse.Namespace) -> None:
-    from .data import CocoDetection, convert_dataset, generate_synthetic_dataset, load_data_spec, load_image
+    from .data import check_dataset, convert_dataset, generate_synthetic_dataset
+    from .errors import DatasetError
 
     if args.data_command == "synth":
         out = generate_synthetic_dataset(args.out, num_train=args.train, num_val=args.val,
@@ -293,22 +305,10 @@ def cmd_data(args: argparse.Namespace) -> None:
             print(f"{split}: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
         print(f"wrote {summary['from']} dataset {args.src} as {args.to} to {args.dst} (spec: {summary['spec']})")
         return
-    spec = load_data_spec(args.data)
-    print(f"dataset: {spec.source} ({spec.format})")
-    for split in spec.splits:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            ann, images = spec.split(split)
-            ds = CocoDetection(ann, images, class_names=spec.class_names)
-        print(f"{split}: {ds.source}  " + ", ".join(f"{k}={v}" for k, v in ds.stats.items()))
-        for w in caught:
-            print(f"  warning: {w.message}")
-        if args.images:
-            for i in range(len(ds)):
-                info = ds.get_image_info(i)
-                load_image(Path(images) / info["file_name"], info["id"])
-            print(f"  decoded all {len(ds)} images")
-    print(f"classes ({len(spec.class_names or [])}): {', '.join(spec.class_names or [])}")
+    report = check_dataset(args.data, images=args.images)
+    print(report.format_text())
+    if not report.ok:
+        raise DatasetError(report.error_message())
 
 
 def _model_config(model: str, overrides: list[str]):

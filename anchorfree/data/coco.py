@@ -1,16 +1,28 @@
-"""COCO-format detection dataset with validated annotations and actionable errors."""
+"""COCO-format detection dataset with validated annotations and actionable errors.
+
+A split's annotations are held in a few flat NumPy arrays (boxes ``float32 [M, 4]``, labels, the
+offsets of each image's boxes, image ids and sizes, and the file names packed into one UTF-8 byte
+array with offsets), never as per-image Python objects: DataLoader workers read them without
+touching Python reference counts, so their memory does not grow over an epoch. Parsing is
+vectorised; only a file with a problem goes through the entry-by-entry checks that name each bad
+entry (:class:`~anchorfree.data.report.ProblemLog` decides whether the first one raises or all are
+collected).
+"""
 from __future__ import annotations
 
 import io
+import itertools
 import json
+import math
 import warnings
 from collections.abc import Callable, Sequence
+from operator import itemgetter, methodcaller
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 from torch.utils.data import Dataset
 
@@ -19,10 +31,12 @@ try:  # deprecated since torchvision 0.29 (moving to TorchCodec); PIL is the fal
 except ImportError:  # pragma: no cover - future torchvision without image decoding
     decode_image = None
 
+from anchorfree.data.report import ProblemLog
 from anchorfree.data.transforms import MIN_BOX_SIZE
 from anchorfree.errors import DatasetError
 
-__all__ = ["CocoDetection", "check_coco_dict", "coco_source", "load_image", "read_categories", "read_coco_json"]
+__all__ = ["CocoDetection", "check_coco_dict", "coco_source", "load_image", "read_categories", "read_coco_json",
+           "size_mismatch_message"]
 
 CLIP_TOLERANCE = 0.01
 """Pixels a box may reach outside its image without being counted (or warned about) as clipped."""
@@ -34,33 +48,46 @@ _MINIMAL_EXAMPLE = (
     ' "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 20, 30, 40], "iscrowd": 0}],\n'
     ' "categories": [{"id": 1, "name": "cat"}]}'
 )
+_INT64_MIN, _INT64_MAX = -(2 ** 63), 2 ** 63 - 1
+_MAX_SIDE = 2 ** 31 - 1  # pixels; a larger width or height is not an image size
+_NAME_ERRORS = "surrogatepass"  # JSON strings may hold lone surrogates: keep them through the byte array
+_IMAGE_FIELDS = ("id", "file_name", "width", "height")
+_ANNOTATION_FIELDS = ("image_id", "bbox", "category_id")
 
 
-def read_coco_json(path: str | Path) -> dict[str, Any]:
-    """Parse a COCO annotation file and check its three top-level lists exist."""
+def read_coco_json(path: str | Path, problems: ProblemLog | None = None) -> dict[str, Any]:
+    """Parse a COCO annotation file and check its three top-level lists exist.
+
+    ``problems`` receives what is wrong (default: raise on the first problem); a file that cannot
+    be read at all raises in any case.
+    """
+    log = problems if problems is not None else ProblemLog()
     path = Path(path)
     if not path.is_file():
-        raise DatasetError(f"Annotation file {path} does not exist. Check the path in your dataset spec.")
+        log.stop(f"Annotation file {path} does not exist. Check the path in your dataset spec.", path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
-        raise DatasetError(f"{path} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}. "
-                           "Fix the file (for example with a JSON linter).") from None
+        log.stop(f"{path} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}. "
+                 "Fix the file (for example with a JSON linter).", path, f"line {e.lineno}")
     except (OSError, UnicodeDecodeError) as e:
-        raise DatasetError(f"Cannot read annotation file {path}: {e}.") from None
-    return check_coco_dict(data, path)
+        log.stop(f"Cannot read annotation file {path}: {e}.", path)
+    return check_coco_dict(data, path, log)
 
 
-def check_coco_dict(data: Any, source: str | Path) -> dict[str, Any]:
+def check_coco_dict(data: Any, source: str | Path, problems: ProblemLog | None = None) -> dict[str, Any]:
     """Check that ``data`` is a mapping with the three COCO lists; return it unchanged."""
+    log = problems if problems is not None else ProblemLog()
     if not isinstance(data, dict):
-        raise DatasetError(f"{source} must contain a JSON object with 'images', 'annotations' and "
-                           f"'categories' lists, for example:\n{_MINIMAL_EXAMPLE}")
-    for key in ("images", "annotations", "categories"):
-        if not isinstance(data.get(key), list):
-            problem = "is missing" if key not in data else "is not a list"
-            raise DatasetError(f"{source}: top-level key '{key}' {problem}. A COCO file needs 'images', "
-                               f"'annotations' and 'categories' lists, for example:\n{_MINIMAL_EXAMPLE}")
+        log.stop(f"{source} must contain a JSON object with 'images', 'annotations' and "
+                 f"'categories' lists, for example:\n{_MINIMAL_EXAMPLE}", source)
+    bad = [key for key in ("images", "annotations", "categories") if not isinstance(data.get(key), list)]
+    for key in bad:
+        problem = "is missing" if key not in data else "is not a list"
+        log.error(f"{source}: top-level key '{key}' {problem}. A COCO file needs 'images', "
+                  f"'annotations' and 'categories' lists, for example:\n{_MINIMAL_EXAMPLE}", source, key)
+    if bad:
+        log.stop(file=source)  # the errors are recorded: the entries cannot be read without the lists
     return data
 
 
@@ -73,20 +100,30 @@ def coco_source(ann: str | Path | dict[str, Any]) -> str:
     return str(source) if source else "the in-memory COCO annotations"
 
 
-def read_categories(data: dict[str, Any], path: str | Path) -> tuple[list[int], list[str]]:
-    """Category ids sorted ascending and their names (label ``i`` is ``cat_ids[i]``)."""
+def read_categories(data: dict[str, Any], path: str | Path,
+                    problems: ProblemLog | None = None) -> tuple[list[int], list[str]]:
+    """Category ids sorted ascending and their names (label ``i`` is ``cat_ids[i]``).
+
+    With a collecting ``problems`` log, bad entries are recorded and left out.
+    """
+    log = problems if problems is not None else ProblemLog()
     names: dict[int, str] = {}
-    for index, cat in enumerate(data["categories"]):
-        _require_fields(cat, ("id", "name"), f"categories[{index}]", path)
+    categories = data["categories"]
+    for index, cat in enumerate(categories):
+        where = f"categories[{index}]"
+        if not _has_fields(cat, ("id", "name"), where, path, log):
+            continue
         if not _is_int(cat["id"]):
-            raise DatasetError(f"{path}: categories[{index}] has id {cat['id']!r}; category ids must be integers.")
-        if cat["id"] in names:
-            raise DatasetError(f"{path}: category id {cat['id']} is declared twice in 'categories'; "
-                               "remove the duplicate.")
-        names[cat["id"]] = str(cat["name"])
-    if not names:
-        raise DatasetError(f"{path}: 'categories' is empty; declare at least one category, "
-                           'e.g. {"id": 1, "name": "cat"}.')
+            log.error(f"{path}: {where} has id {cat['id']!r}; category ids must be integers.", path, where,
+                      "category id")
+        elif cat["id"] in names:
+            log.error(f"{path}: category id {cat['id']} is declared twice in 'categories'; remove the duplicate.",
+                      path, where, "duplicate category id")
+        else:
+            names[cat["id"]] = str(cat["name"])
+    if not categories:
+        log.error(f"{path}: 'categories' is empty; declare at least one category, "
+                  'e.g. {"id": 1, "name": "cat"}.', path, "categories")
     cat_ids = sorted(names)
     return cat_ids, [names[c] for c in cat_ids]
 
@@ -111,9 +148,29 @@ def load_image(path: str | Path, image_id: int | str = "?") -> Tensor:
     try:
         with Image.open(io.BytesIO(data)) as im:
             array = np.array(im.convert("RGB"))
+    except UnidentifiedImageError:
+        raise DatasetError(f"Image file {path} is corrupt or not a supported image {hint} (neither torchvision nor "
+                           "PIL recognises its format)") from None
     except Exception as e:  # PIL raises many types for corrupt data
         raise DatasetError(f"Image file {path} is corrupt or not a supported image {hint} ({e})") from None
     return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+
+
+def size_mismatch_message(path: str | Path, image_id: Any, real_hw: tuple[int, int], declared_hw: tuple[int, int],
+                          source: str) -> str:
+    """The error for an image file whose size differs from the width/height its annotations declare.
+
+    Training stops on it (:meth:`CocoDetection.load_sample`) and the image pass of
+    :func:`~anchorfree.data.check_images` reports it with this same message: the boxes are in the
+    declared pixels, so neither the file's size nor the declared one can be trusted silently.
+    """
+    (h, w), (dh, dw) = real_hw, declared_hw
+    hint = "Fix the entry's width/height (the boxes must refer to the stored image)."
+    if (h, w) == (dw, dh):
+        hint = ("The sides are swapped (an image saved rotated, e.g. with its EXIF orientation applied?): fix the "
+                "entry's width/height and its boxes, or store the image unrotated.")
+    return (f"Image file {path} (image id {image_id}) is {h}x{w} (h x w) but {source} declares height={dh}, "
+            f"width={dw}. {hint}")
 
 
 class CocoDetection(Dataset):
@@ -126,7 +183,12 @@ class CocoDetection(Dataset):
     boxes are kept as negatives. Boxes are clipped to their image and boxes narrower than 1 px are
     dropped once at load time; the counts are in :attr:`stats` and summarised in one warning (an
     overshoot up to :data:`CLIP_TOLERANCE`, the rounding of normalised or decimal coordinates, is
-    clipped without being counted).
+    clipped without being counted). An image file whose size differs from its declared
+    width/height stops loading (:func:`size_mismatch_message`); :func:`~anchorfree.data.preflight`
+    finds such files, and missing or corrupt ones, before training starts.
+
+    Memory: everything per image and per box lives in flat NumPy arrays (no per-image Python
+    objects), so forked DataLoader workers share the pages instead of copying them as they read.
 
     Args:
         ann_file: COCO annotation JSON, or the same content as an in-memory dict (as made by the
@@ -138,6 +200,9 @@ class CocoDetection(Dataset):
             :func:`anchorfree.data.build_transforms`; ``None`` keeps the image as stored.
         class_names: expected names, in label order; a mismatch with the JSON raises.
         train: whether this is a training split (kept as :attr:`train` for the engine/samplers).
+        problems: where problems go; default: raise :class:`~anchorfree.errors.DatasetError` on the
+            first error and warn about the rest. :func:`~anchorfree.data.check_dataset` passes a
+            collecting log to list every problem (bad entries are then left out).
     """
 
     def __init__(
@@ -147,33 +212,36 @@ class CocoDetection(Dataset):
         transforms: Transform | None = None,
         class_names: Sequence[str] | None = None,
         train: bool = False,
+        *,
+        problems: ProblemLog | None = None,
     ) -> None:
+        log = problems if problems is not None else ProblemLog()
         self.image_dir = Path(image_dir)
         self.transforms = transforms
         self.train = train
         if isinstance(ann_file, dict):
             self.coco_json_path: Path | None = None
             self.source = coco_source(ann_file)
-            data = check_coco_dict(ann_file, self.source)
+            data = check_coco_dict(ann_file, self.source, log)
             self._gt_dict: dict[str, Any] | None = ann_file
         else:
             self.coco_json_path = Path(ann_file)
             self.source = str(self.coco_json_path)
-            data = read_coco_json(self.coco_json_path)
+            data = read_coco_json(self.coco_json_path, log)
             self._gt_dict = None
         if not self.image_dir.is_dir():
-            raise DatasetError(f"Image folder {self.image_dir} (for {self.source}) does not exist. "
-                               "Check the 'images' path in your dataset spec.")
+            log.error(f"Image folder {self.image_dir} (for {self.source}) does not exist. "
+                      "Check the 'images' path in your dataset spec.", self.image_dir)
 
-        self.cat_ids, self.class_names = read_categories(data, self.source)
+        self.cat_ids, self.class_names = read_categories(data, self.source, log)
         if class_names is not None:
-            self._check_class_names(list(class_names))
+            self._check_class_names(list(class_names), log)
         self.cat_id_to_label = {cat_id: label for label, cat_id in enumerate(self.cat_ids)}
         self.label_to_cat_id = dict(enumerate(self.cat_ids))
 
-        index_of_image = self._parse_images(data["images"])
-        self._parse_annotations(data["annotations"], index_of_image)
-        self._warn_about_fixed_boxes()
+        skipped_ids = self._parse_images(data["images"], log)
+        self._parse_annotations(data["annotations"], skipped_ids, log)
+        self._warn_about_fixed_boxes(log)
 
     @property
     def coco_gt(self) -> Path | dict[str, Any]:
@@ -193,11 +261,34 @@ class CocoDetection(Dataset):
     def __len__(self) -> int:
         return len(self._image_ids)
 
+    def file_name(self, index: int) -> str:
+        """``file_name`` of image ``index`` (relative to :attr:`image_dir`), as declared."""
+        start, end = self._name_offsets[index], self._name_offsets[index + 1]
+        return self._name_bytes[start:end].tobytes().decode("utf-8", _NAME_ERRORS)
+
     def get_image_info(self, index: int) -> dict[str, Any]:
         """``{"id", "file_name", "width", "height"}`` of image ``index`` as declared in the JSON."""
         height, width = self._sizes[index].tolist()
-        return {"id": int(self._image_ids[index]), "file_name": str(self._file_names[index]),
+        return {"id": int(self._image_ids[index]), "file_name": self.file_name(index),
                 "width": width, "height": height}
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The flat arrays the dataset holds (read-only views), for inspection and tools.
+
+        ``image_ids int64 [N]``, ``sizes int64 [N, 2]`` ``(h, w)`` as declared, ``name_bytes uint8``
+        (UTF-8 file names back to back) with ``name_offsets int64 [N + 1]``, ``boxes float32 [M, 4]``
+        xyxy clipped, ``labels int64 [M]`` and ``box_offsets int64 [N + 1]`` (image ``i`` has boxes
+        ``box_offsets[i]:box_offsets[i + 1]``).
+        """
+        out = {"image_ids": self._image_ids, "sizes": self._sizes, "name_bytes": self._name_bytes,
+               "name_offsets": self._name_offsets, "boxes": self._boxes, "labels": self._labels,
+               "box_offsets": self._offsets}
+        views = {}
+        for key, array in out.items():
+            view = array.view()
+            view.flags.writeable = False
+            views[key] = view
+        return views
 
     def load_sample(self, index: int) -> tuple[Tensor, Tensor, Tensor, dict[str, Any]]:
         """Image ``index`` as stored, before :attr:`transforms`: ``(image uint8 [3, H, W], boxes
@@ -206,13 +297,11 @@ class CocoDetection(Dataset):
         path = self.image_dir / info["file_name"]
         image = load_image(path, info["id"])
         if tuple(image.shape[-2:]) != (info["height"], info["width"]):
-            raise DatasetError(
-                f"Image file {path} (image id {info['id']}) is {image.shape[-2]}x{image.shape[-1]} (h x w) but "
-                f"{self.source} declares height={info['height']}, width={info['width']}. "
-                "Fix the entry's width/height (the boxes must refer to the stored image).")
+            raise DatasetError(size_mismatch_message(path, info["id"], tuple(image.shape[-2:]),
+                                                     (info["height"], info["width"]), self.source))
         start, end = self._offsets[index], self._offsets[index + 1]
-        boxes = torch.tensor(self._boxes[start:end], dtype=torch.float32).reshape(-1, 4)
-        labels = torch.tensor(self._labels[start:end], dtype=torch.int64)
+        boxes = torch.from_numpy(self._boxes[start:end].copy()).reshape(-1, 4)
+        labels = torch.from_numpy(self._labels[start:end].copy())
         return image, boxes, labels, info
 
     def __getitem__(self, index: int) -> tuple[Tensor, dict[str, Any]]:
@@ -228,78 +317,54 @@ class CocoDetection(Dataset):
 
     # ------------------------------------------------------------------ loading
 
-    def _check_class_names(self, expected: list[str]) -> None:
+    def _check_class_names(self, expected: list[str], log: ProblemLog) -> None:
         path = self.source
         if len(expected) != len(self.class_names):
-            raise DatasetError(f"{path} declares {len(self.class_names)} categories {self.class_names} but "
-                               f"{len(expected)} class names were given {expected}. Make the dataset's "
-                               "'names' list match the JSON 'categories' (sorted by id).")
+            log.error(f"{path} declares {len(self.class_names)} categories {self.class_names} but "
+                      f"{len(expected)} class names were given {expected}. Make the dataset's "
+                      "'names' list match the JSON 'categories' (sorted by id).", path, "categories")
+            return
         for label, (got, want) in enumerate(zip(self.class_names, expected)):
             if got != want:
-                raise DatasetError(f"{path}: label {label} (category id {self.cat_ids[label]}) is named "
-                                   f"'{got}' in the JSON but '{want}' in the given class names. Make the "
-                                   "dataset's 'names' list match the JSON 'categories' sorted by id.")
+                log.error(f"{path}: label {label} (category id {self.cat_ids[label]}) is named "
+                          f"'{got}' in the JSON but '{want}' in the given class names. Make the "
+                          "dataset's 'names' list match the JSON 'categories' sorted by id.", path, "categories",
+                          "class name")
 
-    def _parse_images(self, images: list[Any]) -> dict[int, int]:
-        """Store ids, file names and sizes as arrays; return ``{image id: index}``."""
+    def _parse_images(self, images: list[Any], log: ProblemLog) -> set[Any]:
+        """Store ids, file names and sizes as arrays; return the ids of entries left out (collecting logs)."""
         path = self.source
         if not images:
-            raise DatasetError(f"{path} has an empty 'images' list; add the images of this split.")
-        ids, names, sizes = [], [], []
-        for index, img in enumerate(images):
-            where = f"images[{index}]"
-            _require_fields(img, ("id", "file_name", "width", "height"), where, path)
-            if not _is_int(img["id"]):
-                raise DatasetError(f"{path}: {where} has id {img['id']!r}; image ids must be integers.")
-            if not all(_is_number(img[k]) and img[k] >= 1 and float(img[k]).is_integer() for k in ("width", "height")):
-                raise DatasetError(f"{path}: {where} (id {img['id']}) has width={img['width']!r}, "
-                                   f"height={img['height']!r}; both must be positive integers (pixels).")
-            ids.append(img["id"])
-            names.append(str(img["file_name"]))
-            sizes.append((int(img["height"]), int(img["width"])))
-        index_of_image = {image_id: i for i, image_id in enumerate(ids)}
-        if len(index_of_image) != len(ids):
-            duplicate = next(i for i in ids if ids.count(i) > 1)
-            raise DatasetError(f"{path}: image id {duplicate} appears more than once in 'images'; "
-                               "image ids must be unique.")
-        self._image_ids = np.asarray(ids, dtype=np.int64)
-        self._file_names = np.asarray(names)  # numpy strings: no per-item refcounts in workers
-        self._sizes = np.asarray(sizes, dtype=np.int64).reshape(-1, 2)
-        return index_of_image
+            log.error(f"{path} has an empty 'images' list; add the images of this split.", path, "images")
+        columns = _image_columns(images)
+        skipped: set[Any] = set()
+        if columns is None:
+            columns, skipped = _checked_image_columns(images, path, log)
+        ids, names, sizes = columns
+        self._image_ids, self._sizes = ids, sizes
+        self._name_bytes, self._name_offsets = _pack_names(names)
+        unique, first, counts = np.unique(ids, return_index=True, return_counts=True)
+        if (counts > 1).any():
+            for at in np.sort(first[counts > 1]):
+                log.error(f"{path}: image id {ids[at]} appears more than once in 'images'; image ids must be unique.",
+                          path, f"images[{at}]", "duplicate image id")
+        self._sorted_ids, self._id_order = unique, first  # distinct ids ascending, the first entry of each
+        return skipped
 
-    def _parse_annotations(self, annotations: list[Any], index_of_image: dict[int, int]) -> None:
+    def _image_index(self, image_ids: np.ndarray) -> np.ndarray:
+        """Index of the image of each id in ``image_ids`` (``-1`` where no image has that id)."""
+        if len(self._sorted_ids) == 0:
+            return np.full(len(image_ids), -1, dtype=np.int64)
+        pos = np.minimum(np.searchsorted(self._sorted_ids, image_ids), len(self._sorted_ids) - 1)
+        return np.where(self._sorted_ids[pos] == image_ids, self._id_order[pos], -1)
+
+    def _parse_annotations(self, annotations: list[Any], skipped_ids: set[Any], log: ProblemLog) -> None:
         """Validate annotations; store clipped non-crowd boxes grouped by image, and :attr:`stats`."""
-        path = self.source
-        image_index, bboxes, labels, crowd = [], [], [], []
-        for index, ann in enumerate(annotations):
-            _require_fields(ann, ("image_id", "bbox", "category_id"), f"annotations[{index}]", path)
-            ann_id = ann.get("id", f"at index {index}")
-            bbox = ann["bbox"]
-            if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
-                raise DatasetError(f"{path}: annotation {ann_id} has bbox {bbox!r}; it must be 4 numbers "
-                                   "[x, y, width, height] in pixels.")
-            label = _lookup(self.cat_id_to_label, ann["category_id"])
-            if label is None:
-                raise DatasetError(f"{path}: annotation {ann_id} uses category_id {ann['category_id']!r}, "
-                                   f"which is not declared in 'categories' (declared: {self.cat_ids}). Add the "
-                                   "category to 'categories' or remove the annotation.")
-            img = _lookup(index_of_image, ann["image_id"])
-            if img is None:
-                raise DatasetError(f"{path}: annotation {ann_id} refers to image_id {ann['image_id']!r}, which "
-                                   "is not in 'images'. Add the image entry or remove the annotation.")
-            image_index.append(img)
-            bboxes.append(bbox)
-            labels.append(label)
-            crowd.append(bool(ann.get("iscrowd", 0)))
+        columns = self._annotation_columns(annotations)
+        if columns is None:
+            columns = self._checked_annotation_columns(annotations, skipped_ids, log)
+        image_index, xywh, labels, crowd = columns
 
-        image_index = np.asarray(image_index, dtype=np.int64)
-        xywh = np.asarray(bboxes, dtype=np.float64).reshape(-1, 4)
-        not_finite = ~np.isfinite(xywh).all(axis=1)
-        if not_finite.any():
-            bad = int(np.argmax(not_finite))
-            raise DatasetError(f"{path}: annotations[{bad}] has bbox {bboxes[bad]!r}; "
-                               "all 4 values must be finite numbers.")
-        crowd = np.asarray(crowd, dtype=bool)
         xyxy = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
         wh = self._sizes[image_index][:, ::-1].astype(np.float64)  # (w, h) of each box's image
         clipped = np.clip(xyxy, 0.0, np.concatenate([wh, wh], axis=1))
@@ -308,10 +373,10 @@ class CocoDetection(Dataset):
         keep = valid & ~crowd
 
         order = np.argsort(image_index[keep], kind="stable")
-        self._boxes = clipped[keep][order].astype(np.float32)
-        self._labels = np.asarray(labels, dtype=np.int64)[keep][order]
+        self._boxes = np.ascontiguousarray(clipped[keep][order], dtype=np.float32)
+        self._labels = labels[keep][order]
         counts = np.bincount(image_index[keep], minlength=len(self))
-        self._offsets = np.concatenate([[0], np.cumsum(counts)])
+        self._offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self.stats = {
             "images": len(self),
             "annotations": len(annotations),
@@ -322,7 +387,88 @@ class CocoDetection(Dataset):
             "negative_images": int((counts == 0).sum()),
         }
 
-    def _warn_about_fixed_boxes(self) -> None:
+    def _annotation_columns(self, annotations: list[Any]) -> tuple[np.ndarray, ...] | None:
+        """``(image index, xywh, label, crowd)`` arrays of well-formed annotations, or ``None`` when
+        any entry needs the entry-by-entry checks (which then name it)."""
+        count = len(annotations)
+        if count == 0:
+            return (np.zeros(0, dtype=np.int64), np.zeros((0, 4)), np.zeros(0, dtype=np.int64),
+                    np.zeros(0, dtype=bool))
+        if not _types_within(annotations, (dict,)):
+            return None
+        try:
+            image_ids = list(map(itemgetter("image_id"), annotations))
+            category_ids = list(map(itemgetter("category_id"), annotations))
+            bboxes = list(map(itemgetter("bbox"), annotations))
+        except KeyError:
+            return None
+        if not (_types_within(image_ids, (int,)) and _types_within(category_ids, (int,))
+                and _types_within(bboxes, (list,)) and set(map(len, bboxes)) == {4}
+                and _types_within(itertools.chain.from_iterable(bboxes), (int, float))):
+            return None
+        try:
+            image_ids = np.asarray(image_ids, dtype=np.int64)
+            category_ids = np.asarray(category_ids, dtype=np.int64)
+            xywh = np.asarray(bboxes, dtype=np.float64).reshape(-1, 4)
+        except OverflowError:  # integers beyond 64 bits
+            return None
+        if not np.isfinite(xywh).all():
+            return None
+        image_index = self._image_index(image_ids)
+        cats = np.asarray(self.cat_ids, dtype=np.int64)
+        if (image_index < 0).any() or len(cats) == 0:
+            return None
+        labels = np.minimum(np.searchsorted(cats, category_ids), len(cats) - 1)
+        if not (cats[labels] == category_ids).all():
+            return None
+        flags = list(map(methodcaller("get", "iscrowd", 0), annotations))
+        if _types_within(flags, (int, bool, float)):  # numpy's bool of a number is Python's
+            crowd = np.asarray(flags, dtype=bool)
+        else:
+            crowd = np.fromiter(map(bool, flags), dtype=bool, count=count)
+        return image_index, xywh, labels.astype(np.int64), crowd
+
+    def _checked_annotation_columns(self, annotations: list[Any], skipped_ids: set[Any],
+                                    log: ProblemLog) -> tuple[np.ndarray, ...]:
+        """The entry-by-entry checks of every annotation; bad entries are reported and left out."""
+        path = self.source
+        index_of_image: dict[int, int] = {}
+        for i, image_id in enumerate(self._image_ids.tolist()):
+            index_of_image.setdefault(image_id, i)
+        image_index, bboxes, labels, crowd = [], [], [], []
+        for index, ann in enumerate(annotations):
+            where = f"annotations[{index}]"
+            if not _has_fields(ann, _ANNOTATION_FIELDS, where, path, log):
+                continue
+            ann_id = ann.get("id", f"at index {index}")
+            bbox, ok = ann["bbox"], True
+            if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
+                log.error(f"{path}: annotation {ann_id} has bbox {bbox!r}; it must be 4 numbers "
+                          "[x, y, width, height] in pixels.", path, where, "bbox")
+                ok = False
+            elif not all(_is_finite(v) for v in bbox):
+                log.error(f"{path}: {where} has bbox {bbox!r}; all 4 values must be finite numbers.", path, where,
+                          "bbox")
+                ok = False
+            label = _lookup(self.cat_id_to_label, ann["category_id"])
+            if label is None and self.cat_ids:
+                log.error(f"{path}: annotation {ann_id} uses category_id {ann['category_id']!r}, which is not "
+                          f"declared in 'categories' (declared: {self.cat_ids}). Add the category to 'categories' "
+                          "or remove the annotation.", path, where, "category_id")
+            img = _lookup(index_of_image, ann["image_id"])
+            if img is None and not _contains(skipped_ids, ann["image_id"]):
+                log.error(f"{path}: annotation {ann_id} refers to image_id {ann['image_id']!r}, which is not in "
+                          "'images'. Add the image entry or remove the annotation.", path, where, "image_id")
+            if not ok or label is None or img is None:
+                continue
+            image_index.append(img)
+            bboxes.append([float(v) for v in bbox])
+            labels.append(label)
+            crowd.append(bool(ann.get("iscrowd", 0)))
+        return (np.asarray(image_index, dtype=np.int64), np.asarray(bboxes, dtype=np.float64).reshape(-1, 4),
+                np.asarray(labels, dtype=np.int64), np.asarray(crowd, dtype=bool))
+
+    def _warn_about_fixed_boxes(self, log: ProblemLog) -> None:
         parts = []
         if self.stats["clipped"]:
             parts.append(f"clipped {self.stats['clipped']} boxes that extended outside their image")
@@ -330,11 +476,84 @@ class CocoDetection(Dataset):
             parts.append(f"dropped {self.stats['dropped']} boxes with zero or negative size "
                          f"(width or height < {MIN_BOX_SIZE:g} px after clipping)")
         if parts:
-            warnings.warn(f"{self.source}: {', '.join(parts)}.", stacklevel=3)
+            log.warning(f"{self.source}: {', '.join(parts)}.", self.source, "annotations", stacklevel=3)
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}({self.source}, images={len(self)}, "
                 f"boxes={self.stats['boxes']}, classes={self.num_classes}, train={self.train})")
+
+
+# ---------------------------------------------------------------------------------------- images
+
+
+def _image_columns(images: list[Any]) -> tuple[np.ndarray, list[str], np.ndarray] | None:
+    """``(ids int64 [N], file names, sizes int64 [N, 2] (h, w))`` of well-formed image entries, or
+    ``None`` when any entry needs the entry-by-entry checks."""
+    if not _types_within(images, (dict,)):
+        return None
+    try:
+        ids, names, widths, heights = (list(map(itemgetter(key), images)) for key in _IMAGE_FIELDS)
+    except KeyError:
+        return None
+    if not (_types_within(ids, (int,)) and _types_within(widths, (int, float))
+            and _types_within(heights, (int, float))):
+        return None
+    try:
+        ids = np.asarray(ids, dtype=np.int64)
+    except OverflowError:
+        return None
+    sides = np.asarray([heights, widths], dtype=np.float64).T.reshape(-1, 2)
+    if not ((sides >= 1) & (sides <= _MAX_SIDE) & (sides == np.floor(sides))).all():  # NaN fails every test
+        return None
+    if not _types_within(names, (str,)):
+        names = list(map(str, names))
+    return ids, names, sides.astype(np.int64)
+
+
+def _checked_image_columns(images: list[Any], path: str,
+                           log: ProblemLog) -> tuple[tuple[np.ndarray, list[str], np.ndarray], set[Any]]:
+    """The entry-by-entry checks of every image entry; bad entries are reported and left out (their ids,
+    where usable, are returned so that their annotations are not reported again)."""
+    ids, names, sizes, skipped = [], [], [], set()
+    for index, img in enumerate(images):
+        where = f"images[{index}]"
+        if not _has_fields(img, _IMAGE_FIELDS, where, path, log):
+            if isinstance(img, dict) and _hashable(img.get("id")):
+                skipped.add(img.get("id"))
+            continue
+        ok = True
+        if not (_is_int(img["id"]) and _INT64_MIN <= img["id"] <= _INT64_MAX):
+            log.error(f"{path}: {where} has id {img['id']!r}; image ids must be integers.", path, where, "image id")
+            ok = False
+        if not all(_is_number(img[k]) and 1 <= img[k] <= _MAX_SIDE and float(img[k]).is_integer()
+                   for k in ("width", "height")):
+            log.error(f"{path}: {where} (id {img['id']}) has width={img['width']!r}, "
+                      f"height={img['height']!r}; both must be positive integers (pixels).", path, where, "image size")
+            ok = False
+        if not ok:
+            if _hashable(img["id"]):
+                skipped.add(img["id"])
+            continue
+        ids.append(img["id"])
+        names.append(str(img["file_name"]))
+        sizes.append((int(img["height"]), int(img["width"])))
+    return (np.asarray(ids, dtype=np.int64), names, np.asarray(sizes, dtype=np.int64).reshape(-1, 2)), skipped
+
+
+def _pack_names(names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """File names as one ``uint8`` array of UTF-8 bytes and ``int64 [N + 1]`` offsets into it."""
+    encoded = [name.encode("utf-8", _NAME_ERRORS) for name in names]
+    lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    return np.frombuffer(b"".join(encoded), dtype=np.uint8).copy(), offsets
+
+
+# ---------------------------------------------------------------------------------------- checks
+
+
+def _types_within(values: Any, types: tuple[type, ...]) -> bool:
+    """Whether every value's exact type is one of ``types`` (``bool`` is not ``int`` here)."""
+    return set(map(type, values)) <= set(types)
 
 
 def _is_number(value: Any) -> bool:
@@ -345,6 +564,25 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _is_finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        return False
+
+
+def _hashable(value: Any) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
+
+
+def _contains(values: set[Any], key: Any) -> bool:
+    return _hashable(key) and key in values
+
+
 def _lookup(mapping: dict[int, int], key: Any) -> int | None:
     """``mapping.get(key)`` that treats unhashable JSON values (lists, objects) as unknown keys."""
     try:
@@ -353,10 +591,18 @@ def _lookup(mapping: dict[int, int], key: Any) -> int | None:
         return None
 
 
-def _require_fields(entry: Any, fields: Sequence[str], where: str, path: str | Path) -> None:
+def _has_fields(entry: Any, fields: Sequence[str], where: str, path: str | Path, log: ProblemLog) -> bool:
+    """Whether ``entry`` is a dict with ``fields``; reports it otherwise."""
     if not isinstance(entry, dict):
-        raise DatasetError(f"{path}: {where} must be a JSON object, got {entry!r:.80}.")
+        log.error(f"{path}: {where} must be a JSON object, got {entry!r:.80}.", path, where, "not an object")
+        return False
     missing = [f for f in fields if f not in entry]
     if missing:
-        raise DatasetError(f"{path}: {where} is missing field(s) {', '.join(map(repr, missing))} "
-                           f"(entry: {json.dumps(entry)[:120]}). Every entry needs {', '.join(fields)}.")
+        try:
+            shown = json.dumps(entry)[:120]
+        except (TypeError, ValueError):
+            shown = repr(entry)[:120]
+        log.error(f"{path}: {where} is missing field(s) {', '.join(map(repr, missing))} "
+                  f"(entry: {shown}). Every entry needs {', '.join(fields)}.", path, where, "missing fields")
+        return False
+    return True

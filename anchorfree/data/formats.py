@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from anchorfree.data.coco import read_categories
+from anchorfree.data.report import ProblemLog
 from anchorfree.data.transforms import MIN_BOX_SIZE
 from anchorfree.errors import DatasetError
 
@@ -29,22 +30,26 @@ IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".t
 """Image file suffixes looked for in image folders (compared case-insensitively)."""
 
 
-def image_sizes(paths: Sequence[Path], what: str) -> np.ndarray:
+def image_sizes(paths: Sequence[Path], what: str, problems: ProblemLog | None = None) -> np.ndarray:
     """``int64 [N, 2]`` ``(width, height)`` of image files, read from their headers (no decoding).
 
     ``what`` says where the images were listed, for the error message of a missing or
-    unreadable file.
+    unreadable file. The default log raises on the first such file; a collecting ``problems`` log
+    records every one and gets ``(-1, -1)`` for it.
     """
+    log = problems if problems is not None else ProblemLog()
+
     def size(path: Path) -> tuple[int, int]:
         try:
             with Image.open(path) as im:
                 return im.size
         except FileNotFoundError:
-            raise DatasetError(f"Image file {path} (listed by {what}) does not exist. Add the image or "
-                               "remove it from the dataset.") from None
+            log.error(f"Image file {path} (listed by {what}) does not exist. Add the image or "
+                      "remove it from the dataset.", path, None, "missing image")
         except Exception as e:  # PIL raises many types for files that are not images
-            raise DatasetError(f"Image file {path} (listed by {what}) is not a readable image ({e}). Replace "
-                               "the file or remove it from the dataset.") from None
+            log.error(f"Image file {path} (listed by {what}) is not a readable image ({e}). Replace "
+                      "the file or remove it from the dataset.", path, None, "unreadable image")
+        return -1, -1
 
     return np.asarray([size(p) for p in paths], dtype=np.int64).reshape(-1, 2)
 

@@ -21,6 +21,10 @@ returns the raw strings. Values are read as floats (no rounding) and written bac
 Objects with ``<difficult>1</difficult>`` become ``iscrowd=1``: neither trained on nor counted
 as missed by COCO evaluation, and a detection on them is not a false positive, as in VOC's own
 evaluation. Images are numbered ``1..N`` in image-set order; class ``k`` is category id ``k + 1``.
+
+Problems go to a :class:`~anchorfree.data.report.ProblemLog`: by default the first one raises; a
+collecting log (``anchorfree data check``) gets every one, and the bad lines, XML files and objects
+are left out of the COCO view.
 """
 from __future__ import annotations
 
@@ -37,7 +41,7 @@ import numpy as np
 import yaml
 
 from anchorfree.data.formats import IMAGE_SUFFIXES, SplitBoxes, build_coco, image_sizes, place_file, unique_names
-from anchorfree.errors import DatasetError
+from anchorfree.data.report import ProblemLog
 
 __all__ = ["VOC_CLASSES", "VocReader", "default_image_sets", "find_voc_roots", "is_voc_root", "voc_image_ids",
            "write_voc_split", "write_voc_yaml"]
@@ -69,8 +73,10 @@ def find_voc_roots(folder: Path) -> list[Path]:
     return []
 
 
-def default_image_sets(roots: Sequence[Path], source: str) -> dict[str, list[Path]]:
+def default_image_sets(roots: Sequence[Path], source: str,
+                       problems: ProblemLog | None = None) -> dict[str, list[Path]]:
     """The ``train`` and ``val`` image-set lists of VOC roots (see the module docstring)."""
+    log = problems if problems is not None else ProblemLog()
     def lists(root: Path, *names: str) -> list[Path]:
         return [root / "ImageSets" / "Main" / f"{name}.txt" for name in names
                 if (root / "ImageSets" / "Main" / f"{name}.txt").is_file()]
@@ -83,9 +89,9 @@ def default_image_sets(roots: Sequence[Path], source: str) -> dict[str, list[Pat
         train = [p for root in roots for p in lists(root, "train")]
         val = [p for root in roots for p in lists(root, "val")]
     if not val:
-        raise DatasetError(f"{source}: no ImageSets/Main/val.txt or test.txt in {', '.join(map(str, roots))}; "
-                           "add one (image ids, one per line) or name the lists in a data.yaml "
-                           "(format: voc, train: ..., val: ...).")
+        log.stop(f"{source}: no ImageSets/Main/val.txt or test.txt in {', '.join(map(str, roots))}; "
+                 "add one (image ids, one per line) or name the lists in a data.yaml "
+                 "(format: voc, train: ..., val: ...).", source)
     return {"train": train, "val": val} if train else {"val": val}
 
 
@@ -98,6 +104,7 @@ class _VocImage:
     names: list[str] = field(default_factory=list)
     difficult: list[bool] = field(default_factory=list)
     boxes: list[list[float]] = field(default_factory=list)  # VOC xmin, ymin, xmax, ymax
+    numbers: list[int] = field(default_factory=list)  # 1-based position of each object in the XML
 
 
 class VocReader:
@@ -108,11 +115,14 @@ class VocReader:
         class_names: the classes in label order; ``None``: the 20 VOC classes when exactly
             those occur in all splits, otherwise the names found, sorted.
         source: how messages name the dataset (its YAML or folder).
+        problems: where problems go (default: raise on the first).
     """
 
-    def __init__(self, image_sets: dict[str, list[Path]], class_names: Sequence[str] | None, source: str) -> None:
+    def __init__(self, image_sets: dict[str, list[Path]], class_names: Sequence[str] | None, source: str,
+                 problems: ProblemLog | None = None) -> None:
         self.image_sets = {split: [Path(p) for p in lists] for split, lists in image_sets.items()}
         self.source = source
+        self.log = problems if problems is not None else ProblemLog()
         self._names = list(class_names) if class_names is not None else None
         self._parsed: dict[Path, list[_VocImage]] = {}
 
@@ -122,8 +132,8 @@ class VocReader:
             found = {name for lists in self.image_sets.values() for path in lists for img in self._parse_list(path)
                      for name in img.names}
             if not found:
-                raise DatasetError(f"{self.source}: no <object> in any annotation file, so there are no class "
-                                   "names; add 'names: [...]' to a data.yaml (format: voc).")
+                self.log.stop(f"{self.source}: no <object> in any annotation file, so there are no class "
+                              "names; add 'names: [...]' to a data.yaml (format: voc).", self.source)
             self._names = list(VOC_CLASSES) if found == set(VOC_CLASSES) else sorted(found)
         return self._names
 
@@ -131,24 +141,32 @@ class VocReader:
         """``(COCO dict, image folder)`` of ``split``; ``file_name`` entries are relative to the folder."""
         names = self.class_names
         label_of = {name: label for label, name in enumerate(names)}
+        log = self.log
         entries = [img for path in self.image_sets[split] for img in self._parse_list(path)]
         if not entries:
-            raise DatasetError(f"{self.source}: split '{split}' has no images.")
+            log.stop(f"{self.source}: split '{split}' has no images.", self.source)
         sizes = np.asarray([(e.width, e.height) for e in entries], dtype=np.int64)
         unknown = np.flatnonzero((sizes <= 0).any(axis=1))
         if len(unknown):  # no <size> in the XML: read the image headers
-            sizes[unknown] = image_sizes([entries[i].image for i in unknown], f"{self.source} ({split})")
+            sizes[unknown] = image_sizes([entries[i].image for i in unknown], f"{self.source} ({split})", log)
+            readable = (sizes > 0).all(axis=1)
+            entries = [e for e, ok in zip(entries, readable.tolist()) if ok]  # collecting logs only
+            sizes = sizes[readable]
+            if not entries:
+                log.stop(file=self.source)  # the errors are recorded
         box_image, labels, boxes, crowd = [], [], [], []
         for index, entry in enumerate(entries):
             for k, name in enumerate(entry.names):
                 label = label_of.get(name)
                 if label is None:
-                    raise DatasetError(f"{entry.xml}: object[{k + 1}]/name is {name!r}, which is not one of the "
-                                       f"{len(names)} class names {names}. Fix the name or add it to 'names'.")
+                    log.error(f"{entry.xml}: object[{entry.numbers[k]}]/name is {name!r}, which is not one of the "
+                              f"{len(names)} class names {names}. Fix the name or add it to 'names'.", entry.xml,
+                              f"object[{entry.numbers[k]}]", "class name")
+                    continue
                 labels.append(label)
-            box_image += [index] * len(entry.names)
-            boxes += entry.boxes
-            crowd += entry.difficult
+                box_image.append(index)
+                boxes.append(entry.boxes[k])
+                crowd.append(entry.difficult[k])
         voc = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
         xyxy = np.concatenate([voc[:, :2] - 1.0, voc[:, 2:]], axis=1)  # 1-based inclusive -> continuous
         image_root = Path(os.path.commonpath([str(e.image.parent) for e in entries]))
@@ -167,17 +185,21 @@ class VocReader:
         return self._parsed[path]
 
     def _read_list(self, path: Path) -> list[_VocImage]:
+        log = self.log
         if not (path.parent.name == "Main" and path.parent.parent.name == "ImageSets"):
-            raise DatasetError(f"{self.source}: image set {path} must be ROOT/ImageSets/Main/NAME.txt, next to "
-                               "ROOT/Annotations and ROOT/JPEGImages.")
+            log.error(f"{self.source}: image set {path} must be ROOT/ImageSets/Main/NAME.txt, next to "
+                      "ROOT/Annotations and ROOT/JPEGImages.", path)
+            return []
         root = path.parents[2]
         try:
             lines = path.read_text(encoding="utf-8").splitlines()
         except FileNotFoundError:
-            raise DatasetError(f"{self.source}: image set {path} does not exist. Check the path (relative to the "
-                               "dataset root).") from None
+            log.error(f"{self.source}: image set {path} does not exist. Check the path (relative to the "
+                      "dataset root).", path)
+            return []
         except (OSError, UnicodeDecodeError) as e:
-            raise DatasetError(f"Cannot read image set {path}: {e}.") from None
+            log.error(f"Cannot read image set {path}: {e}.", path)
+            return []
         out = []
         for lineno, line in enumerate(lines, 1):
             parts = line.split()
@@ -186,48 +208,63 @@ class VocReader:
             image_id = parts[0]  # class lists (Main/cat_train.txt) add a -1/0/1 column
             xml = root / "Annotations" / f"{image_id}.xml"
             if not os.path.isfile(xml):
-                raise DatasetError(f"{path}, line {lineno}: image id {image_id!r} has no annotation file {xml}. "
-                                   "Add it or remove the line.")
-            entry = _parse_xml(xml)
-            entry.image = _find_image(root / "JPEGImages", image_id, entry.image, path, lineno)
+                log.error(f"{path}, line {lineno}: image id {image_id!r} has no annotation file {xml}. "
+                          "Add it or remove the line.", path, f"line {lineno}", "missing annotation file")
+                continue
+            entry = _parse_xml(xml, log)
+            image = _find_image(root / "JPEGImages", image_id, entry.image if entry else Path(""), path, lineno, log)
+            if entry is None or image is None:
+                continue
+            entry.image = image
             out.append(entry)
         return out
 
 
-def _find_image(folder: Path, image_id: str, filename: Path, listed_in: Path, lineno: int) -> Path:
+def _find_image(folder: Path, image_id: str, filename: Path, listed_in: Path, lineno: int,
+                log: ProblemLog) -> Path | None:
     """``JPEGImages/<id>.jpg``, else the XML's ``<filename>``, else ``<id>`` with another image suffix."""
     names = [f"{image_id}.jpg", filename.name, *(image_id + s for s in IMAGE_SUFFIXES + tuple(map(str.upper,
                                                                                                 IMAGE_SUFFIXES)))]
     for name in names:
         if name and os.path.isfile(os.path.join(folder, name)):
             return folder / name
-    raise DatasetError(f"{listed_in}, line {lineno}: image id {image_id!r} is listed but {folder} has no image "
-                       f"for it ({image_id}.jpg{' or ' + filename.name if filename.name else ''}). Add the image "
-                       "or remove the line.")
+    log.error(f"{listed_in}, line {lineno}: image id {image_id!r} is listed but {folder} has no image "
+              f"for it ({image_id}.jpg{' or ' + filename.name if filename.name else ''}). Add the image "
+              "or remove the line.", listed_in, f"line {lineno}", "missing image")
+    return None
 
 
-def _parse_xml(xml: Path) -> _VocImage:
+def _parse_xml(xml: Path, log: ProblemLog) -> _VocImage | None:
+    """The image entry of one XML file (``None`` when it cannot be read; objects with a problem are left out)."""
     try:
         root = ET.parse(xml).getroot()
     except ET.ParseError as e:
-        raise DatasetError(f"{xml} is not valid XML ({e}). Fix or regenerate the file.") from None
+        log.error(f"{xml} is not valid XML ({e}). Fix or regenerate the file.", xml, None, "invalid XML")
+        return None
     except OSError as e:
-        raise DatasetError(f"Cannot read annotation file {xml}: {e}.") from None
+        log.error(f"Cannot read annotation file {xml}: {e}.", xml)
+        return None
     if root.tag != "annotation":
-        raise DatasetError(f"{xml}: the root element is <{root.tag}>, expected <annotation> (Pascal VOC XML).")
-    width = _size(root, "width", xml)
-    height = _size(root, "height", xml)
+        log.error(f"{xml}: the root element is <{root.tag}>, expected <annotation> (Pascal VOC XML).", xml)
+        return None
+    width = _size(root, "width", xml, log)
+    height = _size(root, "height", xml, log)
     entry = _VocImage(Path((root.findtext("filename") or "").strip()), xml, width, height)
     for k, obj in enumerate(root.iter("object"), 1):
+        where = f"object[{k}]"
         name = (obj.findtext("name") or "").strip()
         if not name:
-            raise DatasetError(f"{xml}: object[{k}] has no <name>; every object needs its class name.")
+            log.error(f"{xml}: object[{k}] has no <name>; every object needs its class name.", xml, where, "object")
+            continue
         difficult_text = (obj.findtext("difficult") or "0").strip()
         if difficult_text not in ("0", "1"):
-            raise DatasetError(f"{xml}: object[{k}]/difficult is {difficult_text!r}; expected 0 or 1.")
+            log.error(f"{xml}: object[{k}]/difficult is {difficult_text!r}; expected 0 or 1.", xml, where, "object")
+            continue
         bndbox = obj.find("bndbox")
         if bndbox is None:
-            raise DatasetError(f"{xml}: object[{k}] ({name}) has no <bndbox>; add xmin, ymin, xmax, ymax.")
+            log.error(f"{xml}: object[{k}] ({name}) has no <bndbox>; add xmin, ymin, xmax, ymax.", xml, where,
+                      "object")
+            continue
         box = []
         for tag in _COORDS:
             text = bndbox.findtext(tag)
@@ -235,27 +272,35 @@ def _parse_xml(xml: Path) -> _VocImage:
                 box.append(float(text))
             except (TypeError, ValueError):
                 problem = "is missing" if text is None else f"is {text.strip()!r}, not a number"
-                raise DatasetError(f"{xml}: object[{k}]/bndbox/{tag} {problem}; VOC boxes are 1-based pixel "
-                                   "coordinates xmin, ymin, xmax, ymax.") from None
+                log.error(f"{xml}: object[{k}]/bndbox/{tag} {problem}; VOC boxes are 1-based pixel "
+                          "coordinates xmin, ymin, xmax, ymax.", xml, where, "object")
+                break
+        if len(box) < 4:
+            continue
         if not all(map(math.isfinite, box)):
-            raise DatasetError(f"{xml}: object[{k}]/bndbox has {box}; coordinates must be finite numbers.")
+            log.error(f"{xml}: object[{k}]/bndbox has {box}; coordinates must be finite numbers.", xml, where,
+                      "object")
+            continue
         entry.names.append(name)
         entry.difficult.append(difficult_text == "1")
         entry.boxes.append(box)
+        entry.numbers.append(k)
     return entry
 
 
-def _size(root: ET.Element, tag: str, xml: Path) -> int:
-    """``<size><tag>`` as a positive integer, or 0 when absent (the image header is read instead)."""
+def _size(root: ET.Element, tag: str, xml: Path, log: ProblemLog) -> int:
+    """``<size><tag>`` as a positive integer, or 0 when absent or malformed (the image header is read instead)."""
     text = root.findtext(f"size/{tag}")
     if text is None or not text.strip():
         return 0
     try:
         value = float(text)
     except ValueError:
-        raise DatasetError(f"{xml}: size/{tag} is {text.strip()!r}; expected the image {tag} in pixels.") from None
+        log.error(f"{xml}: size/{tag} is {text.strip()!r}; expected the image {tag} in pixels.", xml, f"size/{tag}")
+        return 0
     if not (value.is_integer() and value >= 0):
-        raise DatasetError(f"{xml}: size/{tag} is {text.strip()!r}; expected a whole number of pixels.")
+        log.error(f"{xml}: size/{tag} is {text.strip()!r}; expected a whole number of pixels.", xml, f"size/{tag}")
+        return 0
     return int(value)
 
 
