@@ -82,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="decode every image file fully (slower; also finds damage inside files)")
     images.add_argument("--no-images", dest="images", action="store_const", const=False,
                         help="check the annotations only")
+    check.add_argument("--show", type=int, default=0, metavar="N",
+                       help="also write dataset_report.html: N images drawn with their ground-truth boxes, class "
+                            "counts and box-size histograms (how label mistakes are found)")
+    check.add_argument("--report-dir", metavar="DIR", help="folder for dataset_report.html (default: the dataset's)")
     convert = data_sub.add_parser(
         "convert", help="convert a dataset to COCO, YOLO or Pascal VOC",
         description="Read SRC (a dataset folder or YAML in any of the three formats, checked as for training) and "
@@ -307,6 +311,12 @@ def cmd_data(args: argparse.Namespace) -> None:
         return
     report = check_dataset(args.data, images=args.images)
     print(report.format_text())
+    if args.show:
+        from .report import write_dataset_report
+
+        out = Path(args.report_dir) if args.report_dir else Path(args.data if Path(args.data).is_dir()
+                                                                  else Path(args.data).parent)
+        print(f"dataset report with {args.show} drawn images: {write_dataset_report(args.data, out, show=args.show)}")
     if not report.ok:
         raise DatasetError(report.error_message())
 

@@ -189,3 +189,10 @@ def test_predict_on_a_folder_skips_unreadable_files(trained_run, small_synth, tm
         (folder / path.name).unlink()
     assert main(["predict", str(trained_run), str(folder), "--out", str(out)]) == 2
     assert "none of the 2 images could be read" in capsys.readouterr().err
+
+
+def test_data_check_show_writes_the_dataset_report(small_synth, tmp_path, capsys):
+    assert main(["data", "check", str(small_synth), "--show", "3", "--report-dir", str(tmp_path)]) == 0
+    assert "dataset report with 3 drawn images" in capsys.readouterr().out
+    page = (tmp_path / "dataset_report.html").read_text()
+    assert page.count("data:image/") >= 3 and "circle" in page

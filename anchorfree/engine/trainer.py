@@ -49,7 +49,8 @@ from tqdm import tqdm
 
 from ..config import AugmentConfig, Config, save_config, to_dict
 from ..config_checks import validate_config
-from ..data import CocoDetection, DataSpec, MosaicDetection, build_transforms, make_collate, mosaic_enabled
+from ..data import (CocoDetection, DataSpec, MosaicDetection, build_transforms, make_collate, mosaic_enabled,
+                    preflight)
 from ..errors import ConfigError, DatasetError, TrainingError
 from ..evaluation import format_metrics_table, save_metrics
 from ..models.detector import Detector
@@ -241,6 +242,8 @@ class Trainer:
         self.train_set = CocoDetection(data.train_ann, data.train_images, train_tf, data.class_names, train=True)
         eval_tf = build_transforms(False, m.input.min_size, m.input.max_size)
         self.val_set = CocoDetection(data.val_ann, data.val_images, eval_tf, self.train_set.class_names)
+        if self.is_main:  # missing, corrupt or mis-sized images stop here, not in the middle of an epoch
+            preflight(self.train_set, self.val_set).raise_if_errors()
         if self.resume_state is None:
             m.num_classes, m.class_names = self.train_set.num_classes, list(self.train_set.class_names)
         elif m.num_classes != self.train_set.num_classes:
