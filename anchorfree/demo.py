@@ -8,13 +8,12 @@ writes ``report.html``; then prints where everything is and what to run next.
 """
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
 from .config import apply_overrides
 from .data import generate_synthetic_dataset, load_data_spec
-from .engine.compare import epochs_for_budget, training_speed
+from .engine.compare import calibrated_epochs
 from .engine.trainer import Trainer
 from .evaluation import format_metrics_table
 from .presets import get_preset
@@ -38,13 +37,7 @@ def run_demo(out: str | Path = "runs/demo", minutes: float = 3.0, progress: bool
     run = out / "run"
     resume = (run / "last.pt").is_file()
     if not resume:
-        scratch = out / ".calibrate"
-        shutil.rmtree(scratch, ignore_errors=True)
-        calibration = Trainer(cfg, spec, scratch, progress=False)
-        images_per_s = training_speed(calibration)
-        cfg.train.epochs = epochs_for_budget(images_per_s, len(calibration.train_set), minutes)
-        del calibration
-        shutil.rmtree(scratch, ignore_errors=True)
+        cfg.train.epochs, _ = calibrated_epochs(cfg, spec, out / ".calibrate", minutes)
     else:  # a demo that was interrupted: finish its run
         from .engine.trainer import resume_config
 

@@ -74,6 +74,19 @@ def training_speed(trainer: Trainer, warmup: int = CALIBRATION_WARMUP, steps: in
     return seen / (time.perf_counter() - start)
 
 
+def calibrated_epochs(cfg: Config, data: DataSpec, scratch: Path, minutes: float) -> tuple[int, float]:
+    """``(epochs, training images/s)``: :func:`training_speed` of ``cfg`` on ``data`` (in the throw-away folder
+    ``scratch``), and the whole epochs that fit in ``minutes`` at that speed."""
+    shutil.rmtree(scratch, ignore_errors=True)
+    calibration = Trainer(cfg, data, scratch, progress=False)
+    try:
+        images_per_s = training_speed(calibration)
+        return epochs_for_budget(images_per_s, len(calibration.train_set), minutes), images_per_s
+    finally:
+        del calibration
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 @torch.no_grad()
 def inference_speed(model: Detector, dataset, images: int = 20, warmup: int = 2, fast: bool | None = None) -> float:
     """Images/s at batch 1 on the first ``images`` samples of ``dataset`` (decoding and resizing excluded);
@@ -125,13 +138,7 @@ def _train_one(name: str, cfg: Config, data: DataSpec, out: Path, minutes: float
         images_per_s = json.loads((run / "calibration.json").read_text())["train_images_per_s"]
     else:
         cfg.train.eval_interval = 0
-        scratch = out / f".calibrate-{name}"
-        shutil.rmtree(scratch, ignore_errors=True)
-        calibration = Trainer(cfg, data, scratch, progress=False)
-        images_per_s = training_speed(calibration)
-        cfg.train.epochs = epochs_for_budget(images_per_s, len(calibration.train_set), minutes)
-        del calibration
-        shutil.rmtree(scratch, ignore_errors=True)
+        cfg.train.epochs, images_per_s = calibrated_epochs(cfg, data, out / f".calibrate-{name}", minutes)
         run.mkdir(parents=True, exist_ok=True)
         (run / "calibration.json").write_text(json.dumps({"train_images_per_s": images_per_s,
                                                           "epochs": cfg.train.epochs}))
@@ -192,5 +199,5 @@ def load_results(path: str | Path) -> list[CompareResult]:
     return [CompareResult(**row) for row in json.loads(Path(path).read_text())]
 
 
-__all__ = ["CompareResult", "compare", "count_parameters", "epochs_for_budget", "format_table", "inference_speed",
+__all__ = ["CompareResult", "calibrated_epochs", "compare", "count_parameters", "epochs_for_budget", "format_table", "inference_speed",
            "load_results", "training_speed", "write_report"]

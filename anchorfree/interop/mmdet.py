@@ -27,11 +27,12 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from ..config import Config, apply_overrides
+from ..config import apply_overrides
 from ..errors import CheckpointError
 from ..models.detector import Detector
 from ..presets import get_preset
 from .coco_classes import coco80_categories
+from .rename import Rule, rename_keys
 from .run import Conversion
 
 # a key only that head's mmdetection checkpoints hold → (head type, the preset of its reference config)
@@ -53,7 +54,6 @@ _OUTPUT_CONVS = {
 _FIXED_BUFFERS = ("bbox_head.integral.project",)  # GFL's bin values 0..reg_max: ours are computed
 _SKIPPED_PREFIXES = ("data_preprocessor.",)
 
-Rule = tuple[str, "str | Callable[[re.Match], str]"]
 
 
 def detect_head(state: dict[str, torch.Tensor]) -> tuple[str, str]:
@@ -99,19 +99,9 @@ def convert_mmdet_state_dict(state: dict[str, torch.Tensor], head: str | None = 
     matches raises :class:`CheckpointError` naming it."""
     head = head or detect_head(state)[0]
     rules = _KEYPOINT_RULES if head in ("centernet", "cornernet") else _dense_rules(head, state)
-    out: dict[str, torch.Tensor] = {}
-    for key, value in state.items():
-        if key in _FIXED_BUFFERS or key.startswith(_SKIPPED_PREFIXES):
-            continue
-        for pattern, repl in rules:
-            new, n = re.subn(pattern, repl, key, count=1)
-            if n:
-                out[new] = value
-                break
-        else:
-            raise CheckpointError(f"key '{key}' of the mmdetection {head} checkpoint has no counterpart in "
-                                  f"anchorfree's {head} (the checkpoint is of another architecture)")
-    return out
+    kept = {k: v for k, v in state.items() if k not in _FIXED_BUFFERS and not k.startswith(_SKIPPED_PREFIXES)}
+    return rename_keys(kept, rules, head, "key '{key}' of the mmdetection {what} checkpoint has no counterpart in "
+                                          "anchorfree's {what} (the checkpoint is of another architecture)")
 
 
 def num_classes_of(state: dict[str, torch.Tensor], head: str) -> int:

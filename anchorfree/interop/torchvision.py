@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Callable, Sequence, Union
+from typing import Callable, Sequence
 
 import torch
 
@@ -19,11 +19,8 @@ from ..models.detector import Detector
 from ..presets import (fcos_r50_fpn_torchvision, get_preset, retinanet_r50_fpn_torchvision,
                        retinanet_r50_fpn_v2_torchvision)
 from .coco_classes import coco91_names
+from .rename import Rule, rename_keys
 from .run import Conversion
-
-# (pattern, replacement): the first rule whose pattern matches a key renames it (re.sub semantics;
-# the replacement may be a function of the match)
-Rule = tuple[str, Union[str, Callable[[re.Match], str]]]
 
 _BACKBONE_FPN_RULES: list[Rule] = [
     (r"^backbone\.body\.", "backbone."),
@@ -58,20 +55,6 @@ def _retinanet_rules(layers_per_block: int) -> list[Rule]:
         (r"^head\.regression_head\.conv\.(\d+)\.", r"head.reg_tower.\1."),
         (r"^head\.regression_head\.bbox_reg\.", "head.bbox_pred."),
     ]
-
-
-def rename_keys(state_dict: dict[str, torch.Tensor], rules: list[Rule], what: str) -> dict[str, torch.Tensor]:
-    """Rename every key by the first matching rule; a key no rule matches raises :class:`CheckpointError`."""
-    out = {}
-    for key, value in state_dict.items():
-        for pattern, repl in rules:
-            new, n = re.subn(pattern, repl, key, count=1)
-            if n:
-                out[new] = value
-                break
-        else:
-            raise CheckpointError(f"unexpected key '{key}' in the {what} state dict")
-    return out
 
 
 def convert_torchvision_fcos(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
