@@ -400,7 +400,13 @@ def cmd_train(args: argparse.Namespace) -> None:
     if trainer.is_main:
         if result is not None:
             print(format_metrics_table(result))
-        print(f"run folder: {args.out} (best.pt, last.pt, metrics.jsonl, loss.png, map.png)")
+            print(f"\nbest AP {max(trainer.best_ap, result['metrics']['AP']):.4f} (epoch {result['epoch']}: AP "
+                  f"{result['metrics']['AP']:.4f}, AP50 {result['metrics']['AP50']:.4f})")
+        print(f"run folder: {args.out} (config.yaml, train.log, best.pt, last.pt, metrics.jsonl, loss.png, map.png)")
+        if trainer.report is not None:
+            print(f"report: {trainer.report}")
+        print(f"next: anchorfree eval {args.out} --data {args.data}   |   anchorfree predict {args.out} IMAGES --out "
+              f"{Path(args.out) / 'predictions'}   |   anchorfree export {args.out} --format onnx")
 
 
 def cmd_eval(args: argparse.Namespace) -> None:

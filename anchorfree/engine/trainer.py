@@ -493,8 +493,11 @@ class Trainer:
             losses = dict(zip(self._loss_names, values.tolist()))
             loss = sum(losses.values())
             lr = self.optimizer.param_groups[0]["lr"]
+            elapsed = time.perf_counter() - start
+            left = (t.epochs - self.epoch - 1) * self.iters_per_epoch + self.iters_per_epoch - step - 1
             bar.set_postfix(loss=f"{loss:.3f}", **{k.replace("loss_", ""): f"{v:.3f}" for k, v in losses.items()},
-                            lr=f"{lr:.2e}", img_s=f"{seen / (time.perf_counter() - start):.1f}", refresh=False)
+                            lr=f"{lr:.2e}", img_s=f"{seen / elapsed:.1f}",
+                            run_eta=tqdm.format_interval(left * elapsed / (step + 1 - first)), refresh=False)
             bar.update(1)
             if self.is_main and (self.iteration % t.log_interval == 0 or self.iteration == 1):
                 row = {"type": "train", "epoch": self.epoch + 1, "iteration": self.iteration, "lr": lr,
