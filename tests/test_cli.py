@@ -21,7 +21,7 @@ def trained_run(small_synth, tmp_path_factory):
     save_config(micro_config(), config)
     run = root / "run"
     rc = main(["train", str(config), "--data", str(small_synth), "--out", str(run), "--no-progress",
-               "train.epochs=1", "eval_interval=1"])
+               "train.epochs=1", "eval_interval=1", "train.tensorboard=true"])
     assert rc == 0
     return run
 
@@ -34,6 +34,7 @@ def test_train_eval_predict(trained_run, small_synth, tmp_path, capsys):
     assert "AP50" in out and "circle" in out
     metrics = json.loads((trained_run / "metrics.json").read_text())
     assert len(metrics["metrics"]) == 12
+    assert list((trained_run / "tensorboard").glob("events.out.tfevents.*"))  # train.tensorboard=true
     report = (trained_run / "report.html").read_text()
     assert "<title>" in report and "Precision" in report and "data:image/png;base64," in report
 

@@ -63,6 +63,7 @@ from .evaluate import predict_dataset, score_results
 from .optim import ModelEMA, build_optimizer, build_scheduler, effective_lr, lr_factor
 from .plots import plot_run
 from .sampler import ResumableDistributedSampler, SeededSamples
+from .tensorboard import TensorBoardLogger
 
 log = logging.getLogger("anchorfree")
 
@@ -72,7 +73,7 @@ RESUME_APPLIED = frozenset({
     "epochs", "eval_interval", "log_interval", "checkpoint_interval", "workers", "device", "grad_clip", "amp",
     "channels_last", "lr", "schedule", "milestones", "gamma", "min_lr_ratio", "warmup_iters", "warmup_ratio",
     "weight_decay", "momentum", "ema_decay", "scale_lr", "lr_reference_batch", "batch_size", "accumulate",
-    "sync_bn", "dist_backend", "dist_timeout", "find_unused_parameters",
+    "sync_bn", "dist_backend", "dist_timeout", "find_unused_parameters", "tensorboard",
 })
 
 
@@ -199,6 +200,8 @@ class Trainer:
     :func:`anchorfree.engine.distributed.setup`); call :meth:`close` at the end to leave it.
     """
 
+    tensorboard: TensorBoardLogger | None = None  # train.tensorboard=true, on rank 0
+
     def __init__(self, cfg: Config, data: DataSpec, out: str | Path, resume: bool = False,
                  progress: bool = True) -> None:
         self.run = Path(out)
@@ -284,6 +287,7 @@ class Trainer:
         self.checkpoint_at: tuple[int, int] | None = None  # (epoch, iteration) of the last.pt on disk
         self.eval_seconds = 0.0  # time spent in validation by this process
         self.last_results: list[dict] = []  # the detections of the last validation (for report.html)
+        self.tensorboard = TensorBoardLogger(self.run) if t.tensorboard and self.is_main else None
         self.report: Path | None = None
         if self.resume_state is not None:
             self._load_state(self.resume_state)
@@ -408,9 +412,13 @@ class Trainer:
     def _log_row(self, row: dict[str, Any]) -> None:
         with open(self.run / "metrics.jsonl", "a") as f:
             f.write(json.dumps(row) + "\n")
+        if self.tensorboard is not None:
+            self.tensorboard.scalars(row)
 
     def close(self) -> None:
-        """Leave the process group this trainer joined (nothing on one process)."""
+        """Leave the process group this trainer joined (nothing on one process); close TensorBoard's files."""
+        if self.tensorboard is not None:
+            self.tensorboard.close()
         self.dist.close()
 
     # ---- loop ------------------------------------------------------------------------------
@@ -593,6 +601,8 @@ class Trainer:
                                             workers=self.cfg.train.workers, progress=self.progress)
         result = score_results(self.val_set, self.last_results)
         result["epoch"] = self.epoch
+        if self.tensorboard is not None:
+            self.tensorboard.predictions(self.val_set, self.last_results, self.iteration)
         self.eval_seconds += time.perf_counter() - start
         row = {"type": "val", "epoch": self.epoch, "iteration": self.iteration, **result["metrics"]}
         self._log_row(row)
