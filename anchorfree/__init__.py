@@ -16,7 +16,8 @@ _LAZY = {
     "Model": "api", "PRESETS": "presets", "Prediction": "api", "build_detector": "models.detector",
     "get_preset": "presets", "load_config": "config", "load_model": "api",
 }
-__all__ = sorted(_LAZY)
+__all__ = ["Batch", "Config", "Detections", "Detector", "Model", "PRESETS", "Prediction", "build_detector",
+           "get_preset", "load_config", "load_model"]
 
 
 def __getattr__(name: str) -> Any:

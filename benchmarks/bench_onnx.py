@@ -15,8 +15,10 @@ class) pairs per image pass ``score_thresh``, a trained-like NMS workload):
 
 Timing as the other benchmarks (``common.run_interleaved``): warm-up, then the variants round-robin,
 median of the repeats; images/s = batch / median time; ratio = onnxruntime images/s / PyTorch images/s
-(> 1: onnxruntime faster). Threads: ``--threads`` for both (default: all cores). The background load
-(cores used by other processes meanwhile) is printed per row.
+(> 1: onnxruntime faster). Threads: ``--threads`` for both (default: all cores); onnxruntime's threads
+do not spin between runs (``session.intra_op.allow_spinning=0``), so that they do not slow down the
+PyTorch variant that runs next. The background load (cores used by other processes meanwhile) is
+printed per row.
 
     python benchmarks/bench_onnx.py                        # both models, batch 1 and 8 (~10 min on 2 cores)
     python benchmarks/bench_onnx.py --models gfl_shufflenetv2_pan_nano --batches 1
@@ -105,6 +107,9 @@ def bench_case(preset: str, det: Detector, batch: int, args, workdir: Path) -> d
     options = ort.SessionOptions()
     options.intra_op_num_threads = args.threads
     options.log_severity_level = 3
+    # onnxruntime's threads busy-wait after each run by default, which would take the cores from the PyTorch
+    # variant timed next; without spinning each variant has the cores to itself
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(str(report.path), options, providers=["CPUExecutionProvider"])
     images = common.random_images(batch, max(size), seed=1)[:, :, : size[0], : size[1]]
     canvas_images = torch.zeros(batch, 3, *canvas, dtype=torch.uint8)

@@ -26,7 +26,7 @@ from anchorfree.config import Config
 from anchorfree.engine.checkpoint import atomic_save, make_checkpoint
 from anchorfree.errors import ConfigError, ExportError
 from anchorfree.export import export_model
-from anchorfree.export.check import FP32, check_export, check_images
+from anchorfree.export.check import FP16, FP32, CheckResult, check_export, check_images, match_detections
 from anchorfree.export.predictor import ExportedModel, hard_nms
 from anchorfree.export.preprocess import resize_bilinear, to_rgb_array
 from anchorfree.models.detector import Detector
@@ -124,10 +124,10 @@ def exported(workdir: Path, head: str, fmt: str = "onnx", **kwargs):
             run = workdir / "run"
             cfg = small_config(head)
             atomic_save(make_checkpoint(cfg, det.state_dict(), label_to_cat_id={0: 3, 1: 5, 2: 9}), run / "best.pt")
-            report = export_model(run)  # default file: run/best.onnx
-        else:
+            report = export_model(run, check_images=2)  # default file: run/best.onnx
+        else:  # two check images (a dynamic export's check runs three: two batch sizes)
             name = f"{head}_{fmt}_{len(_CACHE)}{suffix}"
-            report = export_model(det, fmt, workdir / name, **kwargs)
+            report = export_model(det, fmt, workdir / name, check_images=2, **kwargs)
         _CACHE[key] = (report, det)
     return _CACHE[key]
 
@@ -191,7 +191,7 @@ def test_raw_candidates_and_predictor_nms(workdir):
     assert report.raw_candidates and model.info.raw_candidates
     images = check_images(2, SIZE, seed=7)
     batch, sizes = model.preprocess(images[:1])
-    boxes, scores, labels, num = model.backend.run(batch, sizes, 0.05, 0.5)
+    boxes, _, labels, num = model.backend.run(batch, sizes, 0.05, 0.5)
     assert boxes.shape[1] == 2 * 20  # every candidate: the top 20 of each of the two levels
     cands = det.predict(Batch(torch.from_numpy(batch), torch.from_numpy(sizes)), rescale=False, nms="none",
                         max_detections=10 ** 6)[0]
@@ -213,7 +213,7 @@ def test_dynamic_onnx_runs_two_sizes_and_batches(workdir):
     for n, (h, w) in ((1, (64, 96)), (3, (96, 128))):
         images = rng.integers(0, 256, (n, 3, h, w), dtype=np.uint8)
         sizes = np.array([[h, w]] + [[h - 10, w - 20]] * (n - 1), dtype=np.int64)
-        boxes, scores, labels, num = session.run(None, {"images": images, "image_sizes": sizes})
+        boxes, _, labels, num = session.run(None, {"images": images, "image_sizes": sizes})
         refs = det.predict(Batch(torch.from_numpy(images), torch.from_numpy(sizes)), rescale=False)
         assert boxes.shape[0] == n
         for i, ref in enumerate(refs):
@@ -272,7 +272,7 @@ def test_predictor_refuses_what_the_graph_cannot_do(workdir):
 
 
 def test_damaged_or_foreign_files_give_clear_errors(workdir):
-    report, det = exported(workdir, "fcos")
+    report, _ = exported(workdir, "fcos")
     truncated = workdir / "truncated.onnx"
     truncated.write_bytes(report.path.read_bytes()[:5000])
     with pytest.raises(ExportError, match="corrupt or not an ONNX model"):
@@ -367,7 +367,7 @@ pred = model(np.load({str(workdir / 'image.npy')!r}))
 assert all(not k.startswith("torch") or sys.modules[k] is None for k in sys.modules), sorted(sys.modules)
 print(json.dumps({{"boxes": pred.boxes.tolist(), "labels": pred.labels.tolist(), "names": pred.names}}))
 """
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout.strip().splitlines()[-1])
     here = ExportedModel(report.path)(image)
@@ -385,7 +385,7 @@ try:
 except Exception as e:
     print(type(e).__name__, e)
 """
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
     assert "AnchorfreeError" in out.stdout and "needs PyTorch" in out.stdout and "load_model" in out.stdout
 
 
@@ -429,3 +429,29 @@ def test_hard_nms_keeps_torchvisions_boxes():
     labels = rng.integers(0, 3, size=200)
     expected = batched_nms(torch.from_numpy(boxes), torch.from_numpy(scores), torch.from_numpy(labels), 0.5)
     np.testing.assert_array_equal(hard_nms(boxes, scores, labels, 0.5), expected.numpy())
+
+
+def test_check_tells_rounding_from_real_differences():
+    # two boxes of one class overlapping by 0.5 + 1e-5: whether NMS at 0.5 removes the second is rounding's
+    a, b = np.array([0, 0, 100, 100.0]), np.array([0, 0, 100, 200 / (1 + 1e-5)])
+    ref = (np.stack([a, b]).astype(np.float32), np.array([0.9, 0.8], np.float32), np.array([1, 1]))
+    got = (ref[0][:1], ref[1][:1], ref[2][:1])
+    near = CheckResult(passed=True, runtime="test")
+    match_detections(ref, got, FP32, 0.05, 100, "image", near, "classwise", 0.5)
+    assert (near.matched, near.borderline, near.problems) == (1, 1, [])
+    far = CheckResult(passed=True, runtime="test")  # overlap 0.5 against NMS at 0.3: not rounding, a real difference
+    match_detections(ref, got, FP32, 0.05, 100, "image", far, "classwise", 0.3)
+    assert far.borderline == 0 and len(far.problems) == 1 and "missing" in far.problems[0]
+    # two overlapping boxes of near-equal scores: which one NMS keeps is rounding's, both ways
+    tie_ref = (ref[0][:1], np.array([0.5], np.float32), ref[2][:1])
+    tie_got = (ref[0][1:], np.array([0.50001], np.float32), ref[2][:1])
+    tie = CheckResult(passed=True, runtime="test")
+    match_detections(tie_ref, tie_got, FP32, 0.05, 100, "image", tie, "classwise", 0.3)
+    assert (tie.borderline, tie.problems) == (1, [])
+    tie_apart = CheckResult(passed=True, runtime="test")  # the same scores far apart: a real difference
+    match_detections(tie_ref, (tie_got[0] + 300, tie_got[1], tie_got[2]), FP32, 0.05, 100, "image", tie_apart,
+                     "classwise", 0.3)
+    assert len(tie_apart.problems) == 2
+    other = CheckResult(passed=True, runtime="test")  # another label: class-wise NMS never compared them
+    match_detections(ref, (got[0], got[1], np.array([2])), FP16, 0.05, 100, "image", other, "classwise", 0.5)
+    assert other.matched == 0 and len(other.problems) == 3

@@ -11,17 +11,22 @@
   :class:`anchorfree.Model` feeds). The NumPy resize is compared with torchvision's on every image.
 * Detections are compared per image in original pixels (the predictor's full path, rescaling
   included): every PyTorch detection must have an exported one of the same label with each box
-  coordinate within ``box_rtol · max(|x|, box_floor)`` and the score within ``score_atol``, and the
+  coordinate within ``box_rtol · max(|x|, floor)`` and the score within ``score_atol``, and the
   other way round. Raw-candidate exports are compared twice: the candidates (PyTorch with
   ``nms='none'``) and the detections after the predictor's NMS.
 * Tolerances (:data:`FP32`, :data:`FP16`): fp32 boxes within 1e-3 relative (at least 1e-3 px), scores
-  within 1e-4; fp16 boxes within 1e-2 relative (at least 0.5 px), scores within 1e-2. A detection
+  within 1e-4; fp16 boxes within 1e-2 relative (at least 1 % of the image's long side: an fp16 network
+  moves a box by a fraction of its size, and boxes are of the image's scale), scores within 1e-2. A detection
   without a counterpart is accepted only where rounding can decide whether it exists — its score is
-  within ``score_atol`` of ``score_thresh``, or of the lowest score of a full list of ``max_detections`` —
-  and is counted as *borderline*.
+  within ``score_atol`` of ``score_thresh``, or of the lowest score of a full list of ``max_detections``,
+  or an NMS decision rounding can flip explains it (a higher-scoring detection of the other list overlaps
+  it by ``nms_thresh ± iou_atol``, 1e-4, fp16 2e-2; or one of a near-equal score overlaps it by more than
+  ``nms_thresh``; or either through such a detection: one suppression decided otherwise changes the
+  next) — and is counted as *borderline*.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,15 +44,19 @@ from .preprocess import resize_for_model
 class Tolerance:
     box_rtol: float
     box_floor: float  # px: coordinates below this are compared as if they were this large
+    box_floor_image: float  # the same as a fraction of the image's long side (whichever floor is larger)
     score_atol: float
+    iou_atol: float  # an NMS decision between boxes overlapping by nms_thresh ± this is rounding's
 
     def describe(self) -> str:
-        return (f"boxes within {self.box_rtol:g} relative (at least {self.box_rtol * self.box_floor:g} px), "
-                f"scores within {self.score_atol:g}")
+        floor = (f"{self.box_rtol * self.box_floor:g} px" if not self.box_floor_image else
+                 f"{self.box_rtol * self.box_floor_image:g} of the image's long side")
+        return (f"boxes within {self.box_rtol:g} relative (at least {floor}), scores within {self.score_atol:g}, "
+                f"NMS IoU within {self.iou_atol:g}")
 
 
-FP32 = Tolerance(box_rtol=1e-3, box_floor=1.0, score_atol=1e-4)
-FP16 = Tolerance(box_rtol=1e-2, box_floor=50.0, score_atol=1e-2)
+FP32 = Tolerance(box_rtol=1e-3, box_floor=1.0, box_floor_image=0.0, score_atol=1e-4, iou_atol=1e-4)
+FP16 = Tolerance(box_rtol=1e-2, box_floor=1.0, box_floor_image=1.0, score_atol=1e-2, iou_atol=2e-2)
 
 Dets = tuple[np.ndarray, np.ndarray, np.ndarray]  # boxes [N, 4], scores [N], labels [N]
 
@@ -75,7 +84,8 @@ class CheckResult:
         text = (f"{head} ({self.runtime} vs PyTorch, {self.images} images): {self.matched}/{self.detections} "
                 f"detections matched")
         if self.borderline:
-            text += f", {self.borderline} borderline (score at the threshold or the cut-off)"
+            text += (f", {self.borderline} borderline (score at the threshold or the cut-off, or an NMS decision at "
+                     "the IoU threshold)")
         if not self.detections:
             text += (" — no detections above score_thresh on the check images, so no boxes were compared (an "
                      "untrained model?); export_model(..., options={'score_thresh': ...}) checks at another threshold")
@@ -122,9 +132,66 @@ def _borderline(score: float, scores: np.ndarray, tol: Tolerance, score_thresh: 
     return bool(near_threshold or near_cutoff)
 
 
+def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    lt, rb = np.maximum(box[:2], boxes[:, :2]), np.minimum(box[2:], boxes[:, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=1)
+    union = np.prod(box[2:] - box[:2]) + np.prod(boxes[:, 2:] - boxes[:, :2], axis=1) - inter
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(union > 0, inter / union, 0.0)
+
+
+def _nms_explained(missing: list[int], own: Dets, extra: list[int], other: Dets, tol: Tolerance, nms: str | None,
+                   nms_thresh: float) -> tuple[set[int], set[int]]:
+    """The detections of ``own`` absent from ``other`` (``missing``) and of ``other`` absent from ``own``
+    (``extra``) that an NMS decision rounding can flip explains. A detection is explained when a detection
+    of the other list (same label unless ``agnostic``)
+
+    * scores at least as high (within ``score_atol``) and overlaps it by ``nms_thresh ± iou_atol``: whether
+      it is suppressed is rounding's;
+    * scores the same (within ``score_atol``) and overlaps it by more than ``nms_thresh - iou_atol``: which
+      of the two is kept is rounding's (a near tie);
+    * or — the cascade — is itself explained, scores at least as high and overlaps it by more than
+      ``nms_thresh - iou_atol``: with that one gone nothing suppresses it, with it kept it is suppressed."""
+    if nms not in ("classwise", "agnostic"):
+        return set(), set()
+    lists = {"own": own, "other": other}
+    pending = {("own", i) for i in missing} | {("other", j) for j in extra}
+    explained: set[tuple[str, int]] = set()
+
+    def explains(side: str, index: int, candidates: list[int], cascade: bool) -> bool:
+        boxes, scores, labels = lists[side]
+        o_boxes, o_scores, o_labels = lists["other" if side == "own" else "own"]
+        picks = np.array([c for c in candidates if o_scores[c] >= scores[index] - tol.score_atol
+                          and (nms == "agnostic" or o_labels[c] == labels[index])], dtype=np.int64)
+        if picks.size == 0:
+            return False
+        iou = _iou(boxes[index], o_boxes[picks])
+        overlapping = iou > nms_thresh - tol.iou_atol
+        if cascade:
+            return bool(overlapping.any())
+        tie = np.abs(o_scores[picks] - scores[index]) <= tol.score_atol
+        return bool((np.abs(iou - nms_thresh) <= tol.iou_atol).any() or (tie & overlapping).any())
+
+    changed = True
+    while changed:
+        changed = False
+        for side, index in sorted(pending - explained):
+            other_side = "other" if side == "own" else "own"
+            everyone = list(range(len(lists[other_side][0])))
+            chain = [k for s, k in explained if s == other_side]
+            if explains(side, index, everyone, cascade=False) or explains(side, index, chain, cascade=True):
+                explained.add((side, index))
+                changed = True
+    return {i for s, i in explained if s == "own"}, {j for s, j in explained if s == "other"}
+
+
 def match_detections(ref: Dets, got: Dets, tol: Tolerance, score_thresh: float, cap: int | None,
-                     where: str, result: CheckResult) -> None:
-    """Match the detections of one image (PyTorch's ``ref``, the export's ``got``) into ``result``."""
+                     where: str, result: CheckResult, nms: str | None = None, nms_thresh: float = 0.5,
+                     image_side: float = 0.0) -> None:
+    """Match the detections of one image (PyTorch's ``ref``, the export's ``got``) into ``result``; ``nms``
+    (the suppression both ran) lets NMS decisions at the IoU threshold count as borderline; ``image_side``
+    is the image's long side (for :attr:`Tolerance.box_floor_image`)."""
+    floor = max(tol.box_floor, tol.box_floor_image * image_side)
     ref_boxes, ref_scores, ref_labels = ref
     got_boxes, got_scores, got_labels = got
     used = np.zeros(len(got_boxes), dtype=bool)
@@ -134,7 +201,7 @@ def match_detections(ref: Dets, got: Dets, tol: Tolerance, score_thresh: float, 
         options = np.flatnonzero(~used & (got_labels == ref_labels[i]))
         if options.size:
             error = np.abs(got_boxes[options] - ref_boxes[i])
-            fits = (error <= tol.box_rtol * np.maximum(np.abs(ref_boxes[i]), tol.box_floor)).all(axis=1)
+            fits = (error <= tol.box_rtol * np.maximum(np.abs(ref_boxes[i]), floor)).all(axis=1)
             fits &= np.abs(got_scores[options] - ref_scores[i]) <= tol.score_atol
             if fits.any():
                 j = options[fits][np.argmin(np.abs(got_boxes[options[fits]] - ref_boxes[i]).max(axis=1))]
@@ -143,21 +210,37 @@ def match_detections(ref: Dets, got: Dets, tol: Tolerance, score_thresh: float, 
                 result.max_box_error = max(result.max_box_error, float(np.abs(got_boxes[j] - ref_boxes[i]).max()))
                 result.max_score_error = max(result.max_score_error, float(abs(got_scores[j] - ref_scores[i])))
                 continue
-        missing.append(i)
+        missing.append(int(i))
+    extra = [int(j) for j in np.flatnonzero(~used)]
+    by_nms_ref, by_nms_got = _nms_explained(missing, ref, extra, got, tol, nms, nms_thresh)
     for i in missing:
-        if _borderline(float(ref_scores[i]), ref_scores, tol, score_thresh, cap):
+        if i in by_nms_ref or _borderline(float(ref_scores[i]), ref_scores, tol, score_thresh, cap):
             result.borderline += 1
         else:
             result.problems.append(f"{where}: PyTorch's detection label {int(ref_labels[i])} score "
                                    f"{ref_scores[i]:.4f} box {np.round(ref_boxes[i], 2).tolist()} is missing")
-    for j in np.flatnonzero(~used):
-        if not _borderline(float(got_scores[j]), got_scores, tol, score_thresh, cap):
+    for j in extra:
+        if j not in by_nms_got and not _borderline(float(got_scores[j]), got_scores, tol, score_thresh, cap):
             result.problems.append(f"{where}: exported detection label {int(got_labels[j])} score "
                                    f"{got_scores[j]:.4f} box {np.round(got_boxes[j], 2).tolist()} is not PyTorch's")
 
 
 def _as_numpy(det: Any) -> Dets:
     return det.boxes.float().numpy(), det.scores.float().numpy(), det.labels.numpy()
+
+
+def _compare_resize(images: list[np.ndarray], min_size: int, max_size: int) -> str:
+    """The NumPy resize of the predictor against torchvision's (the PyTorch path's), in words."""
+    transform = build_transforms(False, min_size, max_size)
+    differs = 0
+    for image in images:
+        reference = transform(torch.from_numpy(image).permute(2, 0, 1).contiguous(), torch.zeros(0, 4),
+                              torch.zeros(0, dtype=torch.long))[0].permute(1, 2, 0).numpy()
+        ours, _ = resize_for_model(image, min_size, max_size)
+        differs += int(reference.shape != ours.shape or not np.array_equal(reference, ours))
+    if not differs:
+        return f"identical to torchvision's on all {len(images)} images"
+    return f"differs from torchvision's on {differs} of {len(images)} images (a CPU without AVX2?)"
 
 
 def check_export(model: ExportedModel, detector: Detector, tol: Tolerance, num_images: int = 3,
@@ -169,21 +252,25 @@ def check_export(model: ExportedModel, detector: Detector, tol: Tolerance, num_i
     runtime = {"onnx": "onnxruntime", "pt2": "torch.export", "torchscript": "TorchScript"}[model.format]
     result = CheckResult(passed=True, runtime=runtime, tolerance=tol)
     images = check_images(num_images, int(inp["min_size"]), seed)
-    transform = build_transforms(False, int(inp["min_size"]), int(inp["max_size"]))
-    differs = 0
-    for image in images:
-        reference = transform(torch.from_numpy(image).permute(2, 0, 1).contiguous(), torch.zeros(0, 4),
-                              torch.zeros(0, dtype=torch.long))[0].permute(1, 2, 0).numpy()
-        ours, _ = resize_for_model(image, int(inp["min_size"]), int(inp["max_size"]))
-        differs += int(reference.shape != ours.shape or not np.array_equal(reference, ours))
-    result.preprocessing = (f"identical to torchvision's on all {len(images)} images" if not differs else
-                            f"differs from torchvision's on {differs} of {len(images)} images (a CPU without AVX2?)")
+    result.preprocessing = _compare_resize(images, int(inp["min_size"]), int(inp["max_size"]))
 
     opts = model.inference_options()
     head_fields = set(type(detector.head.cfg).INFERENCE_FIELDS)
     torch_opts = {k: v for k, v in opts.items() if k in head_fields}
     step = info.batch or 2  # a dynamic export runs batches of two sizes: 2 images, then the rest
     detector = detector.eval()
+    with warnings.catch_warnings():  # a check image shrunk to fit a small canvas: both sides get the same input
+        warnings.simplefilter("ignore", UserWarning)
+        _compare(model, detector, images, step, opts, torch_opts, tol, result)
+    result.images = len(images)
+    result.passed = not result.problems
+    return result
+
+
+def _compare(model: ExportedModel, detector: Detector, images: list[np.ndarray], step: int, opts: dict[str, Any],
+             torch_opts: dict[str, Any], tol: Tolerance, result: CheckResult) -> None:
+    """The comparisons of :func:`check_export`, batch by batch, into ``result``."""
+    info = model.info
     for start in range(0, len(images), step):
         chunk = images[start:start + step]
         batch_images, sizes = model.preprocess(chunk)
@@ -195,12 +282,10 @@ def check_export(model: ExportedModel, detector: Detector, tol: Tolerance, num_i
             refs = detector.predict(batch, rescale=False, **dict(torch_opts, nms="none", max_detections=10 ** 9))
             for i, (ref, out) in enumerate(zip(refs, got)):
                 match_detections(_as_numpy(ref), out, tol, float(opts["score_thresh"]), None,
-                                 f"image {start + i} (candidates)", result)
-        got = [(p.boxes, p.scores, p.labels) for p in model._predict_batch(chunk, opts)]
+                                 f"image {start + i} (candidates)", result, image_side=float(sizes[i].max()))
+        got = [(p.boxes, p.scores, p.labels) for p in model.predict_batch(chunk, opts)]
         refs = detector.predict(batch, rescale=True, **torch_opts)
         for i, (ref, out) in enumerate(zip(refs, got)):
             match_detections(_as_numpy(ref), out, tol, float(opts["score_thresh"]), int(opts["max_detections"]),
-                             f"image {start + i}", result)
-    result.images = len(images)
-    result.passed = not result.problems
-    return result
+                             f"image {start + i}", result, opts["nms"], float(opts["nms_thresh"]),
+                             float(max(chunk[i].shape[:2])))

@@ -1,17 +1,17 @@
 """:func:`export_model`: a trained detector → a deployable file, checked against PyTorch right away."""
 from __future__ import annotations
 
+import copy
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from ..config import NMS_MODES, ModelConfig
 from ..engine.checkpoint import load_detector
 from ..errors import ConfigError, ExportError
 from ..models.detector import Detector
-from ..models.heads import CornerNetHead
 from .check import FP16, FP32, CheckResult, check_export
 from .graph import DetectionGraph
 from .metadata import RESIZE_RULE, ExportInfo
@@ -107,12 +107,66 @@ def _run_check(out: Path, detector: Detector, half: bool, num_images: int) -> Ch
     try:
         model = ExportedModel(out, device="cpu")
         return check_export(model, detector, FP16 if half else FP32, num_images=num_images)
-    except Exception as e:  # noqa: BLE001
+    except (ExportError, RuntimeError) as e:  # onnxruntime's errors are RuntimeErrors
         if not half:
             raise
         return CheckResult(passed=None, runtime="onnxruntime", tolerance=FP16, problems=[
             f"onnxruntime's CPU provider cannot run this fp16 graph ({str(e).strip()[:300]}); run it with the CUDA "
             "provider (onnxruntime-gpu)"])
+
+
+def _check_arguments(format: str, dynamic: bool, half: bool, opset: int | None, batch: int) -> None:
+    """Refuse the combinations no format can write, before anything is loaded."""
+    if format not in FORMATS:
+        raise ConfigError(f"export format must be one of {', '.join(FORMATS)}, got '{format}'")
+    if format == "torchscript" and dynamic:
+        raise ExportError("TorchScript traces record one input size (the number of candidates per level is a "
+                          "constant of the trace); use format='onnx' or 'pt2' for dynamic=True")
+    if half and format != "onnx":
+        raise ExportError(f"half=True writes fp16 ONNX only; {format} files run in fp32 (mixed precision in "
+                          "PyTorch: Model(..., fast=True))")
+    if opset is not None and (format != "onnx" or opset < MIN_OPSET):
+        raise ConfigError(f"opset applies to ONNX and must be >= {MIN_OPSET} (the dynamo exporter), got {opset}")
+    if not isinstance(batch, int) or batch < 1:
+        raise ConfigError(f"batch must be an integer >= 1, got {batch!r}")
+
+
+def _load(source: str | Path | Detector) -> tuple[Detector, ModelConfig, dict]:
+    """The detector (a CPU, eval-mode copy for a :class:`Detector`: the caller's keeps its device and mode),
+    its model config and its checkpoint (``{}`` for a :class:`Detector`)."""
+    if isinstance(source, Detector):
+        return copy.deepcopy(source).cpu().eval(), source.cfg, {}
+    detector, config, ckpt = load_detector(source)
+    return detector.cpu().eval(), config.model, ckpt
+
+
+def _output_path(out: str | Path | None, ckpt: dict, format: str, half: bool) -> Path:
+    if out is None:
+        if not ckpt:
+            raise ConfigError("export_model(detector, ...) needs out=<file>; a run folder or checkpoint has a default")
+        checkpoint = Path(ckpt["path"])
+        out = checkpoint.with_name(f"{checkpoint.stem}{'_fp16' if half else ''}{FORMATS[format]}")
+    out = Path(out)
+    if SUFFIX_FORMATS.get(out.suffix.lower()) != format:
+        raise ConfigError(f"{out}: a {format} export must be named *{FORMATS[format]} (the runtime picks the format "
+                          "by the suffix)")
+    return out
+
+
+def _export_info(cfg: ModelConfig, ckpt: dict, opts, suppression: str, raw: bool, dynamic: bool, batch: int,
+                 canvas: tuple[int, int], half: bool, notes: list[str]) -> ExportInfo:
+    """The metadata written into the file (:mod:`anchorfree.export.metadata`)."""
+    inp = cfg.input
+    return ExportInfo(
+        model_name=cfg.name, head=cfg.head.type,
+        class_names=list(cfg.class_names or range(cfg.num_classes)),
+        label_to_cat_id={int(k): int(v) for k, v in (ckpt.get("label_to_cat_id") or {}).items()},
+        input={"canvas": None if dynamic else list(canvas), "batch": None if dynamic else batch,
+               "min_size": inp.min_size, "max_size": inp.max_size, "size_divisor": inp.size_divisor,
+               "mean": list(inp.mean), "std": list(inp.std), "resize": RESIZE_RULE},
+        suppression=suppression, raw_candidates=raw, pytorch_nms=opts.nms,
+        inference={k: getattr(opts, k) for k in type(opts).INFERENCE_FIELDS},
+        precision="fp16" if half else "fp32", notes=" ".join(notes))
 
 
 def export_model(source: str | Path | Detector, format: str = "onnx", out: str | Path | None = None, *,
@@ -128,8 +182,8 @@ def export_model(source: str | Path | Detector, format: str = "onnx", out: str |
         out: the file to write; default: next to the checkpoint, ``best.onnx`` / ``best.pt2`` /
             ``best.torchscript`` (``_fp16`` before the suffix for ``half``); required for a ``Detector``.
         opset: ONNX opset (>= 18; default: the exporter's).
-        dynamic: batch, height and width as dynamic dimensions (onnx, pt2); else static shapes:
-            ``batch`` images on a canvas of ``input_size``.
+        dynamic: batch, height and width as dynamic dimensions (onnx, pt2; height and width multiples of
+            ``model.input.size_divisor``); else static shapes: ``batch`` images on a canvas of ``input_size``.
         nms: ``True``: the head's configured suppression (ONNX: hard class-wise for Soft-NMS, with a note);
             a mode name (``classwise``, ``agnostic``, ``none``, Soft-NMS for pt2/torchscript); ``False``: raw
             candidates (no NMS: every candidate above ``score_thresh``, sorted).
@@ -140,7 +194,8 @@ def export_model(source: str | Path | Detector, format: str = "onnx", out: str |
         options: inference settings baked in (``score_thresh``, ``nms_thresh``, ``max_detections``, ``topk``…);
             default the config's.
         check: run the file on ``check_images`` images and compare with PyTorch; a mismatch raises
-            :class:`~anchorfree.errors.ExportError` (the file stays, for inspection).
+            :class:`~anchorfree.errors.ExportError` (the file stays, for inspection; the error's ``report``
+            attribute holds the :class:`ExportReport`).
         log: called with progress messages (nothing is printed).
 
     Returns:
@@ -148,59 +203,22 @@ def export_model(source: str | Path | Detector, format: str = "onnx", out: str |
     """
     say = log or (lambda message: None)
     start = time.perf_counter()
-    if format not in FORMATS:
-        raise ConfigError(f"export format must be one of {', '.join(FORMATS)}, got '{format}'")
-    if format == "torchscript" and dynamic:
-        raise ExportError("TorchScript traces record one input size (the number of candidates per level is a "
-                          "constant of the trace); use format='onnx' or 'pt2' for dynamic=True")
-    if half and format != "onnx":
-        raise ExportError(f"half=True writes fp16 ONNX only; {format} files run in fp32 (mixed precision in "
-                          "PyTorch: Model(..., fast=True))")
-    if opset is not None and (format != "onnx" or opset < MIN_OPSET):
-        raise ConfigError(f"opset applies to ONNX and must be >= {MIN_OPSET} (the dynamo exporter), got {opset}")
-    if not isinstance(batch, int) or batch < 1:
-        raise ConfigError(f"batch must be an integer >= 1, got {batch!r}")
-
-    if isinstance(source, Detector):
-        detector, cfg, ckpt = source, source.cfg, {}
-        if out is None:
-            raise ConfigError("export_model(detector, ...) needs out=<file>; a run folder or checkpoint has a default")
-    else:
-        detector, config, ckpt = load_detector(source)
-        cfg = config.model
-    detector = detector.cpu().eval()
-    head = cfg.head.type
+    _check_arguments(format, dynamic, half, opset, batch)
+    detector, cfg, ckpt = _load(source)
+    out = _output_path(out, ckpt, format, half)
     opts = detector.head.inference_options(**(options or {}))
-    suppression, raw, notes = _suppression(nms, opts.nms, format, head)
-    if out is None:
-        checkpoint = Path(ckpt["path"])
-        out = checkpoint.with_name(f"{checkpoint.stem}{'_fp16' if half else ''}{FORMATS[format]}")
-    out = Path(out)
-    if SUFFIX_FORMATS.get(out.suffix.lower()) != format:
-        raise ConfigError(f"{out}: a {format} export must be named *{FORMATS[format]} (the runtime picks the format "
-                          "by the suffix)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-
+    suppression, raw, notes = _suppression(nms, opts.nms, format, cfg.head.type)
+    if getattr(opts, "flip_test", False):
+        notes.append("flip test in the graph: the network runs on each image and its mirror image")
     canvas = _canvas(cfg, input_size)
+    props = _export_info(cfg, ckpt, opts, suppression, raw, dynamic, batch, canvas, half, notes).to_props()
+
     graph = DetectionGraph(detector, opts, suppression, raw=raw, half=half).eval()
     # torch.export fixes a dimension whose example size is 0 or 1: a dynamic export traces a batch of two
     args = example_inputs(graph, max(batch, 2) if dynamic else batch, canvas)
-    inference = {k: getattr(opts, k) for k in type(opts).INFERENCE_FIELDS}
-    if getattr(opts, "flip_test", False):
-        notes.append("flip test in the graph: the network runs on each image and its mirror image")
-    info = ExportInfo(
-        model_name=cfg.name, head=head,
-        class_names=list(cfg.class_names or range(cfg.num_classes)),
-        label_to_cat_id={int(k): int(v) for k, v in (ckpt.get("label_to_cat_id") or {}).items()},
-        input={"canvas": None if dynamic else list(canvas), "batch": None if dynamic else batch,
-               "min_size": cfg.input.min_size, "max_size": cfg.input.max_size,
-               "size_divisor": cfg.input.size_divisor, "mean": list(cfg.input.mean), "std": list(cfg.input.std),
-               "resize": RESIZE_RULE},
-        suppression=suppression, raw_candidates=raw,
-        pytorch_nms=opts.nms, inference=inference, precision="fp16" if half else "fp32", notes=" ".join(notes))
-    props = info.to_props()
     divisor = cfg.input.size_divisor if dynamic else None
-    say(f"exporting {cfg.name} ({head}) to {out} as {format}…")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    say(f"exporting {cfg.name} ({cfg.head.type}) to {out} as {format}…")
     used_opset = None
     try:
         if format == "onnx":
@@ -211,13 +229,12 @@ def export_model(source: str | Path | Detector, format: str = "onnx", out: str |
             write_torchscript(graph, args, out, props)
     except (ExportError, ConfigError):
         raise
-    except Exception as e:  # noqa: BLE001 - exporter failures come in many types; the message is what helps
-        raise ExportError(f"exporting {cfg.name} ({head}) to {format} failed: {type(e).__name__}: "
+    except Exception as e:  # exporter failures come in many types; the message is what helps
+        raise ExportError(f"exporting {cfg.name} ({cfg.head.type}) to {format} failed: {type(e).__name__}: "
                           f"{str(e).strip().splitlines()[0][:400]}") from e
-    if isinstance(detector.head, CornerNetHead) and format == "onnx":
-        notes.append("corner pooling (torch.cummax) is a log-step scan of Max operators in ONNX")
-    input_shape: list[int | str] = ["batch", 3, "height", "width"] if dynamic else [batch, 3, *canvas]
-    report = ExportReport(path=out, format=format, model_name=cfg.name, head=head, input_shape=input_shape,
+
+    report = ExportReport(path=out, format=format, model_name=cfg.name, head=cfg.head.type,
+                          input_shape=["batch", 3, "height", "width"] if dynamic else [batch, 3, *canvas],
                           dynamic=dynamic, half=half, suppression=suppression, raw_candidates=raw, opset=used_opset,
                           file_size=out.stat().st_size, seconds=0.0, notes=notes)
     if check:

@@ -14,10 +14,13 @@ Steps (what :meth:`Detector.predict` does, without its data-dependent branches):
 2. backbone → neck → head maps (and the mirrored image's maps, merged, for CenterNet's flip test);
 3. candidates in fp32, clipped to ``image_sizes``: dense heads (RetinaNet, FCOS, ATSS, GFL, GFLv2) decode
    every prior (:meth:`DenseHead.scores_and_boxes`) and keep per level the top ``topk`` (prior, class)
-   pairs, as :func:`~anchorfree.models.postprocess.select_detections`; CenterNet and CornerNet decode their
-   peaks / corner pairs (``decode``), CornerNet's rejected pairs get score ``-inf``;
-4. suppression (:mod:`anchorfree.export.ops`) of the candidates with ``score > score_thresh``: hard NMS
-   class-wise or agnostic, Soft-NMS (PyTorch formats only), or none;
+   pairs, as :func:`~anchorfree.models.postprocess.select_detections` (center-ness multiplied in after the
+   top-k with ``candidate_score=class``, ``min_box_size``); CenterNet and CornerNet decode their peaks /
+   corner pairs (``decode``); candidates that cannot be detections (CornerNet's rejected pairs, boxes not
+   above ``min_box_size``) get score ``-inf``;
+4. suppression (:mod:`anchorfree.export.ops`) of the candidates with ``score > score_thresh`` (with
+   ``candidate_score=class`` the threshold applies to the class score in step 3 instead, as PyTorch): hard
+   NMS class-wise or agnostic, Soft-NMS (PyTorch formats only), or none;
 5. per image the best ``M`` survivors by score (``M = max_detections``; all ``K`` candidates when the
    export keeps raw candidates).
 
@@ -35,7 +38,7 @@ import copy
 from typing import Any
 
 import torch
-from torch import nn, Tensor
+from torch import Tensor, nn
 
 from ..boxes import clip_boxes
 from ..config import HeadConfig

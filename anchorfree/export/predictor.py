@@ -131,8 +131,8 @@ class _TorchBackend:
         from . import ops  # noqa: F401 - registers anchorfree::suppress, which the graphs call
 
         self.torch = torch
-        self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                                   ("cpu" if device == "auto" else device))
+        # the graph was traced on the CPU (its constants live there): "auto" runs it there
+        self.device = torch.device("cpu" if device == "auto" else device)
         extra = {"anchorfree.json": ""}
         try:
             with warnings.catch_warnings():
@@ -168,7 +168,8 @@ class ExportedModel:
 
     Args:
         path: a file written by :func:`anchorfree.export.export_model` (``.onnx``, ``.pt2``, ``.torchscript``).
-        device: ``auto`` (CUDA when the runtime has it), ``cpu``, ``cuda``, ``cuda:N``.
+        device: ``auto`` (ONNX: CUDA when onnxruntime has it; ``.pt2`` / ``.torchscript``: the CPU, where they
+            were traced), ``cpu``, ``cuda``, ``cuda:N``.
     """
 
     def __init__(self, path: str | Path, device: str = "auto") -> None:
@@ -234,7 +235,7 @@ class ExportedModel:
         step = self.info.batch or batch_size
         results: list[Prediction] = []
         for start in range(0, len(items), step):
-            results += self._predict_batch(items[start:start + step], opts)
+            results += self.predict_batch(items[start:start + step], opts)
         return results[0] if single else results
 
     def preprocess(self, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -271,7 +272,8 @@ class ExportedModel:
             out.append((b[:cap], s[:cap], lab[:cap]))
         return out
 
-    def _predict_batch(self, items: list[Any], opts: dict[str, Any]) -> list[Prediction]:
+    def predict_batch(self, items: list[Any], opts: dict[str, Any]) -> list[Prediction]:
+        """One batch of images (at most the export's batch size) with resolved ``opts`` (:meth:`inference_options`)."""
         arrays = [to_rgb_array(item) for item in items]
         batch, sizes = self.preprocess(arrays)
         results = []

@@ -83,7 +83,7 @@ def write_onnx(graph: DetectionGraph, args: tuple, out: Path, props: dict[str, s
     """``dynamic``: the size divisor of a dynamic export, ``None`` for a static one."""
     """Export ``graph`` to ``out``; returns the opset used."""
     import onnx
-    from onnx import helper, numpy_helper
+    from onnx import numpy_helper
 
     with _quiet():
         program = torch.onnx.export(graph, args, None, dynamo=True, input_names=INPUT_NAMES,
