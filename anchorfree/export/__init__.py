@@ -21,9 +21,11 @@ The graph (:mod:`.graph`) takes raw pixels and returns each image's detections:
   CenterNet's peaks, CornerNet's valid corner pairs — for a runtime that runs its own NMS);
 * static shapes by default: ``batch`` images on a canvas of ``input_size``, by default a square of
   ``model.input.max_size`` rounded up to ``size_divisor`` (it holds every image of the resize rule, landscape
-  or portrait; the runtime resizes as the PyTorch path does and pastes the result at the top-left);
-  ``dynamic=True``: batch, height and width are dynamic (the runtime pads to ``size_divisor``, as
-  :func:`anchorfree.data.collate`, so the detections are exactly :class:`anchorfree.Model`'s).
+  or portrait; the runtime resizes as the PyTorch path does and pastes the result at the top-left). The
+  detections are PyTorch's on that canvas; :class:`anchorfree.Model` pads a batch only to ``size_divisor``,
+  so near an image's bottom/right edges they can differ slightly. ``dynamic=True``: batch, height and width
+  are dynamic (height and width multiples of ``size_divisor``; the runtime pads as
+  :func:`anchorfree.data.collate` does, so the detections are exactly :class:`anchorfree.Model`'s).
 
 NMS is in the graph: ONNX ``NonMaxSuppression`` with one score row per class (class-wise as PyTorch's
 default, without coordinate offsets) or a single row (``agnostic``), then the best ``max_detections``
