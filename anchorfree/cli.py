@@ -608,6 +608,7 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {"data": cmd_data, "train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "models": cmd_models,
                 "bench": cmd_bench, "convert": cmd_convert,
                 "serve": cmd_serve, "export": cmd_export, "demo": cmd_demo}
+    restore_threads = None
     try:
         threads = getattr(args, "threads", 0)
         if threads < 0:
@@ -615,11 +616,15 @@ def main(argv: list[str] | None = None) -> int:
         if threads:
             import torch
 
+            restore_threads = torch.get_num_threads()  # main() called from Python leaves the process as it was
             torch.set_num_threads(threads)
         handlers[args.command](args)
     except AnchorfreeError as e:
         print(f"error: {_clean_message(str(e))}", file=sys.stderr)
         return 2
+    finally:
+        if restore_threads is not None:
+            torch.set_num_threads(restore_threads)
     return 0
 
 

@@ -490,6 +490,8 @@ class TrainConfig:
     sync_bn: bool = False  # BatchNorm statistics over all processes (SyncBatchNorm; GPUs only)
     dist_backend: str = "auto"  # auto (nccl on GPUs, gloo on CPUs) | nccl | gloo
     dist_timeout: float = 1800.0  # seconds a process waits in a collective (e.g. for rank 0's validation)
+    check_images: bool = True  # read every image header before the first step (false: skip it, e.g. for a huge
+    #                           dataset on slow storage; a bad image then stops the run when it is loaded)
     tensorboard: bool = False  # also log scalars and a few validation images to RUN/tensorboard (tensorboard extra)
     find_unused_parameters: bool | None = None  # DDP's flag; None: on for heads whose loss can skip parameters
     #                                             (cornernet's embeddings on images without objects)

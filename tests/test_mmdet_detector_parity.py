@@ -33,6 +33,17 @@ def mmdet_checkpoint(name: str, path: Path) -> Path:
     return path
 
 
+GOLDEN_THREADS = 2  # torch threads of the golden run: convolutions sum in an order that depends on it
+
+
+@pytest.fixture(scope="module", autouse=True)
+def golden_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(GOLDEN_THREADS)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module", params=MODELS)
 def converted(request, tmp_path_factory):
     name = request.param
@@ -68,14 +79,17 @@ def side(boxes: torch.Tensor) -> torch.Tensor:
     return (boxes[:, 2:] - boxes[:, :2]).max(dim=1).values
 
 
-def match_detections(ours, theirs, score_tol=1e-5, box_atol=1e-3, box_rtol=1e-5) -> list[str]:
+def match_detections(ours, theirs, score_tol=3e-5, box_atol=2e-3, box_rtol=1e-4) -> list[str]:
     """Pair every detection of ``ours`` with an unused one of ``theirs`` of the same label, score within
     ``score_tol`` and box coordinates within ``box_atol + box_rtol * |coordinate|``; returns what did not pair.
 
     Scores equal to within float rounding may come out of NMS in either order, so rows are paired rather than
-    compared in order. The relative term, of the box's larger side, covers float32 rounding: the frozen
-    BatchNorm (``x * scale + shift``) rounds differently from BatchNorm's eval formula, which leaves the FPN
-    maps ~2e-6 apart (relative), and ``exp(dw)`` scales that by the anchor size (up to ~800 px on P7)."""
+    compared in order. The tolerances are float32 rounding: the frozen BatchNorm (``x * scale + shift``)
+    rounds differently from BatchNorm's eval formula, which leaves the FPN maps ~2e-6 apart (relative), and
+    ``exp(dw)`` scales that by the anchor size (up to ~800 px on P7). The tests run with the golden run's thread
+    count (2), where the differences stay below 1e-5 (scores) and 1e-3 px + 1e-5 of the box's side; other thread
+    counts or CPU kernels sum the convolutions in another order (scores then move by up to ~4e-5 and detections at
+    the 100-per-image cut-off can swap), hence the margins here (3e-5; 2e-3 px + 1e-4 of the side)."""
     unused = torch.ones(len(theirs["scores"]), dtype=torch.bool)
     problems = []
     for box, score, label in zip(ours.boxes, ours.scores, ours.labels):

@@ -73,7 +73,7 @@ RESUME_APPLIED = frozenset({
     "epochs", "eval_interval", "log_interval", "checkpoint_interval", "workers", "device", "grad_clip", "amp",
     "channels_last", "lr", "schedule", "milestones", "gamma", "min_lr_ratio", "warmup_iters", "warmup_ratio",
     "weight_decay", "momentum", "ema_decay", "scale_lr", "lr_reference_batch", "batch_size", "accumulate",
-    "sync_bn", "dist_backend", "dist_timeout", "find_unused_parameters", "tensorboard",
+    "sync_bn", "dist_backend", "dist_timeout", "find_unused_parameters", "tensorboard", "check_images",
 })
 
 
@@ -245,7 +245,7 @@ class Trainer:
         self.train_set = CocoDetection(data.train_ann, data.train_images, train_tf, data.class_names, train=True)
         eval_tf = build_transforms(False, m.input.min_size, m.input.max_size)
         self.val_set = CocoDetection(data.val_ann, data.val_images, eval_tf, self.train_set.class_names)
-        if self.is_main:  # missing, corrupt or mis-sized images stop here, not in the middle of an epoch
+        if self.is_main and t.check_images:  # missing, corrupt or mis-sized images stop here, not mid-epoch
             preflight(self.train_set, self.val_set).raise_if_errors()
         if self.resume_state is None:
             m.num_classes, m.class_names = self.train_set.num_classes, list(self.train_set.class_names)
