@@ -18,6 +18,7 @@ from PIL import Image
 
 from .errors import AnchorfreeError, ConfigError
 from .export.prediction import Prediction
+from .export.preprocess import to_rgb_array
 
 try:
     import torch
@@ -69,25 +70,15 @@ def to_uint8_chw(image: ImageLike) -> Tensor:
     _require_torch("to_uint8_chw")
     if isinstance(image, (str, Path)):
         return load_image(Path(image))
-    if isinstance(image, Image.Image):
-        return torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1).contiguous()
-    if isinstance(image, np.ndarray):
-        if image.ndim == 2:
-            image = np.repeat(image[..., None], 3, axis=2)
-        if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
-            raise AnchorfreeError(f"numpy images must be HxW or HxWx{{1,3,4}}, got shape {image.shape}")
-        image = image[..., :3] if image.shape[2] != 1 else np.repeat(image, 3, axis=2)
-        if image.dtype != np.uint8:
-            image = np.clip(image * (255 if image.max() <= 1.0 else 1), 0, 255).astype(np.uint8)
-        return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).contiguous()
+    if isinstance(image, (Image.Image, np.ndarray)):  # PIL / numpy: the conversion the exported predictor uses
+        return torch.from_numpy(to_rgb_array(image)).permute(2, 0, 1).contiguous()
     if isinstance(image, Tensor):
         if image.ndim != 3 or image.shape[0] not in (1, 3):
             raise AnchorfreeError(f"tensor images must be CxHxW with C = 1 or 3, got shape {tuple(image.shape)}")
         if image.dtype != torch.uint8:
             image = (image.float().clamp(0, 1) * 255).round().to(torch.uint8)  # float tensors are 0..1
         return image.expand(3, -1, -1).contiguous()
-    raise AnchorfreeError(f"unsupported image type {type(image).__name__}; pass a path, PIL image, numpy array "
-                          "or tensor")
+    return torch.from_numpy(to_rgb_array(image)).permute(2, 0, 1).contiguous()  # its message for other types
 
 
 class Model:
