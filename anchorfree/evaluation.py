@@ -12,8 +12,6 @@ import contextlib
 import copy
 import io
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from anchorfree.errors import ConfigError, DatasetError
+from anchorfree.files import atomic_write_text
 
 COCO_METRIC_NAMES: list[str] = [
     "AP", "AP50", "AP75", "APs", "APm", "APl",
@@ -183,20 +182,7 @@ def format_metrics_table(result: dict) -> str:
 
 def save_metrics(result: dict, path: str | Path) -> None:
     """Write ``result`` as JSON to ``path`` atomically (temporary file, then ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(result, f, indent=2)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
+    atomic_write_text(path, json.dumps(result, indent=2) + "\n")
 
 
 def _load_gt(gt: str | Path | dict) -> dict:
