@@ -59,6 +59,10 @@ class BackboneConfig:
     # conventions of weights trained elsewhere
     style: str = "pytorch"  # ResNet bottlenecks: pytorch (stride on the 3x3 conv) | caffe (on the first 1x1 conv,
     #                         the Detectron / mmdetection "caffe" ResNets of the FCOS reference checkpoints)
+    # name=csp (a cross-stage-partial body of plain 3x3 convs, see anchorfree.models.backbones.csp)
+    csp_widths: list[int] = field(default_factory=lambda: [16, 32, 64, 128, 256])  # stem, C2..C5 channels
+    csp_depths: list[int] = field(default_factory=lambda: [1, 2, 2, 1])  # bottlenecks per C2f block, C2..C5
+    csp_activation: str = "silu"  # relu | leaky_relu | hardswish | silu
     norm_eps: float | None = None  # eps of every BatchNorm in the body; None keeps the body's own (1e-5 for ResNet,
     #                                 as mmdetection; 1e-3 for torchvision's MobileNetV3 / EfficientNet)
 
@@ -68,7 +72,7 @@ class NeckConfig:
     """FPN producing P3..P7 (Lin et al. 2017; RetinaNet/FCOS add P6, P7 by stride-2 convs), or a slim
     PAN (Liu et al. 2018) with an extra bottom-up path, as nanodet's, for the light presets."""
 
-    type: str = "fpn"  # fpn | pan | upconv (CenterNet: one stride-4 map) | none (the backbone's maps: Hourglass)
+    type: str = "fpn"  # fpn | pan | csp_pan (C2f merge blocks, see necks/csp_pan.py) | upconv (CenterNet: one stride-4 map) | none (the backbone's maps: Hourglass)
     out_channels: int = 256
     num_extra_levels: int = 2  # P6, P7 (PAN: stride-2 blocks on its last output)
     extra_from: str = "p5"  # FPN: p5 (FCOS, torchvision) | c5 (RetinaNet paper)
@@ -76,6 +80,7 @@ class NeckConfig:
     block: str = "dwconv"  # PAN block per output: dwconv (dw 3x3-BN-act, pw 1x1-BN-act) | conv (3x3-BN-act) | none
     downsample: str = "interp"  # PAN bottom-up: interp (bilinear, nanodet) | conv (stride-2 block, PANet)
     activation: str = "leaky_relu"  # PAN: relu | leaky_relu (slope 0.1) | hardswish | silu
+    csp_depth: int = 1  # csp_pan: bottlenecks per C2f merge block
     upconv_channels: list[int] = field(default_factory=lambda: [256, 128, 64])  # upconv: channels per stage
     upconv_kernels: list[int] = field(default_factory=lambda: [4, 4, 4])  # upconv: transposed-conv kernel per stage
 
@@ -440,6 +445,9 @@ class AugmentConfig:
 
     hflip_prob: float = 0.5
     color_jitter: float = 0.0  # strength of brightness/contrast/saturation jitter; 0 disables
+    hsv_h: float = 0.0  # RandomHSV (YOLOv5/v8's hsv_h/s/v; they use 0.015, 0.7, 0.4): hue rotation up to this
+    hsv_s: float = 0.0  # fraction of a turn, saturation and value gains within 1 -/+ these; all 0 disables
+    hsv_v: float = 0.0
     multiscale_min_sizes: list[int] = field(default_factory=list)  # e.g. [640, 672, 704]; empty: off
     mosaic_prob: float = 0.0  # probability that a sample is a 4-image mosaic (square, input.min_size); 0: off
     affine: bool = False  # random affine on the samples that are not mosaics (mosaics always get one)
@@ -458,6 +466,9 @@ class TrainConfig:
     ``batch_size x processes x accumulate`` images, and ``lr`` is the learning rate of that batch."""
 
     epochs: int = 12
+    minutes: float = 0.0  # > 0: a time budget for the whole run (steps, checkpoints, final validation): the run's
+    #                      length is re-estimated as it goes and the schedule laid over it (engine/budget.py);
+    #                      epochs is then only the first estimate. 0: train.epochs epochs
     batch_size: int = 16  # images per process and micro-batch
     workers: int = 2
     optimizer: str = "sgd"  # sgd | adamw | adam

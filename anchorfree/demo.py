@@ -2,8 +2,8 @@
 
 It writes a synthetic dataset (shapes on textured backgrounds, 400 training / 50 validation images of
 160–192 px), trains the preset with the best AP per CPU-minute on such data (``gfl_shufflenetv2_pan_nano``
-at 192 px) for as many epochs as fit in ``minutes`` (measured by a few calibration steps, as
-``bench compare`` does), evaluates it (the 12 COCO numbers), draws predictions on validation images and
+at 192 px) within ``minutes`` (``train.minutes``: the run's length is re-estimated as it goes and the schedule laid
+over it, as ``bench compare`` does), evaluates it (the 12 COCO numbers), draws predictions on validation images and
 writes ``report.html``; then prints where everything is and what to run next.
 """
 from __future__ import annotations
@@ -13,12 +13,12 @@ from pathlib import Path
 
 from .config import apply_overrides
 from .data import generate_synthetic_dataset, load_data_spec
-from .engine.compare import calibrated_epochs
 from .engine.trainer import Trainer
 from .evaluation import format_metrics_table
 from .presets import get_preset
 
 DEMO_PRESET = "gfl_shufflenetv2_pan_nano"
+PREDICT_MINUTES = 0.15  # drawing predictions on 8 images after training
 DEMO_OVERRIDES = ["input.min_size=192", "input.max_size=192", "train.eval_interval=0", "train.warmup_iters=50"]
 
 
@@ -36,8 +36,8 @@ def run_demo(out: str | Path = "runs/demo", minutes: float = 3.0, progress: bool
     cfg = apply_overrides(get_preset(DEMO_PRESET), DEMO_OVERRIDES)
     run = out / "run"
     resume = (run / "last.pt").is_file()
-    if not resume:
-        cfg.train.epochs, _ = calibrated_epochs(cfg, spec, out / ".calibrate", minutes)
+    if not resume:  # the time left after the data, less the drawing of predictions, is the run's budget
+        cfg.train.minutes = max(0.5, minutes - (time.perf_counter() - start) / 60 - PREDICT_MINUTES)
     else:  # a demo that was interrupted: finish its run
         from .engine.trainer import resume_config
 
@@ -49,7 +49,7 @@ def run_demo(out: str | Path = "runs/demo", minutes: float = 3.0, progress: bool
     predictions = run / "predictions"
     cli_main(["predict", str(run), str(spec.val_images), "--limit", "8", "--out", str(predictions), "--fast", "off"])
     return {"run": run, "data": data, "metrics": result, "report": trainer.report, "predictions": predictions,
-            "epochs": cfg.train.epochs, "minutes": (time.perf_counter() - start) / 60}
+            "epochs": round(trainer.iteration / trainer.iters_per_epoch, 1), "minutes": (time.perf_counter() - start) / 60}
 
 
 def print_summary(done: dict) -> None:

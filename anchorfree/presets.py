@@ -331,6 +331,39 @@ def gflv2_mobilenetv3_pan_nano() -> Config:
     return _light_pan("gflv2_mobilenetv3_pan_nano", "gflv2", "mobilenet_v3_large", 96, "hardswish")
 
 
+def _csp_pan(name: str, head_type: str, widths: list[int], depths: list[int], channels: int) -> Config:
+    """The ``*_csp_*`` presets: the light-preset recipe of :func:`_light_pan` on a body that trains fast on
+    CPUs: the cross-stage-partial body of plain 3x3 convs (:mod:`anchorfree.models.backbones.csp`, widths
+    ``widths``, C2f depths ``depths``), a CSP-PAN neck of ``channels`` (C2f merge blocks, strides 8/16/32)
+    and a GFL/GFLv2 head of 2 plain 3x3 convs of ``channels`` with BN; SiLU everywhere."""
+    cfg = _light_pan(name, head_type, "csp", channels, "silu")
+    m, h = cfg.model, cfg.model.head
+    m.backbone.csp_widths, m.backbone.csp_depths, m.backbone.csp_activation = widths, depths, "silu"
+    m.neck.type = "csp_pan"
+    h.tower_conv = "conv"
+    return cfg
+
+
+def gfl_csp_pan_n() -> Config:
+    """GFL on the CSP body, ~1 M parameters: widths 16..192, one bottleneck per stage, 64-ch CSP-PAN."""
+    return _csp_pan("gfl_csp_pan_n", "gfl", [16, 32, 64, 128, 192], [1, 1, 1, 1], 64)
+
+
+def gfl_csp_pan_s() -> Config:
+    """GFL on the CSP body, ~3 M parameters: widths 24..384, bottlenecks 1/2/2/1, 64-ch CSP-PAN."""
+    return _csp_pan("gfl_csp_pan_s", "gfl", [24, 48, 96, 192, 384], [1, 2, 2, 1], 64)
+
+
+def gfl_csp_pan_m() -> Config:
+    """GFL on the CSP body, ~6 M parameters: widths 32..512, bottlenecks 1/2/2/1, 96-ch CSP-PAN."""
+    return _csp_pan("gfl_csp_pan_m", "gfl", [32, 64, 128, 256, 512], [1, 2, 2, 1], 96)
+
+
+def gflv2_csp_pan_s() -> Config:
+    """GFLv2 (DGQP) on the CSP body of ``gfl_csp_pan_s``."""
+    return _csp_pan("gflv2_csp_pan_s", "gflv2", [24, 48, 96, 192, 384], [1, 2, 2, 1], 64)
+
+
 def gfl_regnetx400_pan_small() -> Config:
     """Larger light GFL: RegNetX-400MF, 128-ch PAN, 2 dwconv head, LeakyReLU, 320 px."""
     return _light_pan("gfl_regnetx400_pan_small", "gfl", "regnet_x_400mf", 128, "leaky_relu")
@@ -523,6 +556,10 @@ PRESETS: dict[str, Callable[[], Config]] = {
     "gflv2_r18_fpn_tiny": gflv2_r18_fpn_tiny,
     "gfl_shufflenetv2_pan_nano": gfl_shufflenetv2_pan_nano,
     "gflv2_mobilenetv3_pan_nano": gflv2_mobilenetv3_pan_nano,
+    "gfl_csp_pan_n": gfl_csp_pan_n,
+    "gfl_csp_pan_s": gfl_csp_pan_s,
+    "gfl_csp_pan_m": gfl_csp_pan_m,
+    "gflv2_csp_pan_s": gflv2_csp_pan_s,
     "gfl_regnetx400_pan_small": gfl_regnetx400_pan_small,
     "centernet_r18": centernet_r18,
     "centernet_r50": centernet_r50,

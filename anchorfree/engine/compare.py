@@ -3,17 +3,17 @@
 ``anchorfree bench compare`` reproduces, on the user's own data, the comparison that detection
 papers report: for each model the 6 COCO AP numbers, training and inference speed, and size.
 
-Budget: each model first runs a few calibration steps (:data:`CALIBRATION_STEPS` after
-:data:`CALIBRATION_WARMUP`, data loading included) to measure its training images/s; its epoch count
-is then set so that training takes about ``minutes``, and the schedule (warm-up, cosine or steps)
-is laid out over those epochs, so every model gets a complete schedule of the same length in time.
-Validation runs once, at the end. Inference speed is measured on validation images at batch 1 with
-the model as ``predict`` runs it (BatchNorm folded, channels_last, fast mode where supported).
+Budget: each model trains with ``train.minutes`` set to ``minutes`` (:mod:`anchorfree.engine.budget`): the
+run's length in steps is re-estimated as it goes from the measured time per step, epoch overheads
+included, less the time its one validation at the end will take, and the schedule (warm-up, cosine or
+steps) is laid over it, so every model gets a complete schedule of the same length in time and its run
+(set-up, training, validation, report) ends within a few steps of the budget. Inference speed is then
+measured on validation images at batch 1 with the model as ``predict`` runs it (BatchNorm folded,
+channels_last, fast mode where supported).
 """
 from __future__ import annotations
 
 import json
-import shutil
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
@@ -34,8 +34,6 @@ from ..models.fuse import inference_detector  # noqa: E402
 from ..runtime import autocast, mixed_precision_available  # noqa: E402
 from .trainer import Trainer, resume_config  # noqa: E402
 
-CALIBRATION_WARMUP = 2
-CALIBRATION_STEPS = 6
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 
 
@@ -46,45 +44,16 @@ class CompareResult:
     name: str
     run: str
     params: int
-    epochs: int
-    train_minutes: float
+    epochs: float  # epochs trained (the last one may be partial under a time budget)
+    train_minutes: float  # training without the validation
     train_images_per_s: float
     infer_images_per_s: float
     metrics: dict[str, float] = field(default_factory=dict)
+    run_minutes: float = 0.0  # the whole budgeted run: set-up, training, checkpoints, validation, report
 
 
 def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
-
-
-def training_speed(trainer: Trainer, warmup: int = CALIBRATION_WARMUP, steps: int = CALIBRATION_STEPS) -> float:
-    """Training images/s of ``trainer``'s model and loader (forward, loss, backward, optimiser step)."""
-    trainer.model.train()
-    seen, start = 0, 0.0
-    for i, batch in enumerate(trainer.loader):
-        if i == warmup:
-            seen, start = 0, time.perf_counter()
-        trainer.train_step(batch.to(trainer.device))
-        seen += len(batch)
-        if i + 1 == warmup + steps:
-            break
-    if start == 0.0:
-        raise ConfigError(f"the training set has fewer than {warmup + 1} batches; add images or lower "
-                          "train.batch_size for the comparison")
-    return seen / (time.perf_counter() - start)
-
-
-def calibrated_epochs(cfg: Config, data: DataSpec, scratch: Path, minutes: float) -> tuple[int, float]:
-    """``(epochs, training images/s)``: :func:`training_speed` of ``cfg`` on ``data`` (in the throw-away folder
-    ``scratch``), and the whole epochs that fit in ``minutes`` at that speed."""
-    shutil.rmtree(scratch, ignore_errors=True)
-    calibration = Trainer(cfg, data, scratch, progress=False)
-    try:
-        images_per_s = training_speed(calibration)
-        return epochs_for_budget(images_per_s, len(calibration.train_set), minutes), images_per_s
-    finally:
-        del calibration
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 @torch.no_grad()
@@ -103,11 +72,6 @@ def inference_speed(model: Detector, dataset, images: int = 20, warmup: int = 2,
         if i >= warmup:
             times.append(time.perf_counter() - start)
     return 1.0 / statistics.median(times) if times else float("nan")
-
-
-def epochs_for_budget(images_per_s: float, train_images: int, minutes: float) -> int:
-    """Whole epochs that fit in ``minutes`` at ``images_per_s`` (at least one)."""
-    return max(1, round(minutes * 60 * images_per_s / train_images))
 
 
 def compare(configs: dict[str, Config], data: DataSpec, out: str | Path, minutes: float,
@@ -135,32 +99,32 @@ def _train_one(name: str, cfg: Config, data: DataSpec, out: Path, minutes: float
     resume = (run / "last.pt").is_file()
     if resume:
         cfg = resume_config(run)
-        images_per_s = json.loads((run / "calibration.json").read_text())["train_images_per_s"]
     else:
-        cfg.train.eval_interval = 0
-        cfg.train.epochs, images_per_s = calibrated_epochs(cfg, data, out / f".calibrate-{name}", minutes)
-        run.mkdir(parents=True, exist_ok=True)
-        (run / "calibration.json").write_text(json.dumps({"train_images_per_s": images_per_s,
-                                                          "epochs": cfg.train.epochs}))
-    trainer = Trainer(cfg, data, run, resume=resume, progress=progress)
+        cfg.train.eval_interval, cfg.train.minutes = 0, minutes
     start = time.perf_counter()
+    trainer = Trainer(cfg, data, run, resume=resume, progress=progress)
     result = trainer.fit() or json.loads((run / "metrics.json").read_text())  # None: it had already finished
-    train_minutes = (time.perf_counter() - start - trainer.eval_seconds) / 60
+    run_minutes = (time.perf_counter() - start) / 60
+    train_seconds = run_minutes * 60 - trainer.eval_seconds
     model = trainer.eval_model().eval()
-    entry = CompareResult(name=name, run=str(run), params=count_parameters(model), epochs=cfg.train.epochs,
-                          train_minutes=round(train_minutes, 2), train_images_per_s=round(images_per_s, 2),
+    images = trainer.iteration * trainer.effective_batch
+    entry = CompareResult(name=name, run=str(run), params=count_parameters(model),
+                          epochs=round(trainer.iteration / trainer.iters_per_epoch, 2),
+                          train_minutes=round(train_seconds / 60, 2),
+                          train_images_per_s=round(images / max(train_seconds, 1e-9), 2),
                           infer_images_per_s=round(inference_speed(model, trainer.val_set), 2),
-                          metrics={k: round(float(result["metrics"][k]), 4) for k in METRICS})
+                          metrics={k: round(float(result["metrics"][k]), 4) for k in METRICS},
+                          run_minutes=round(run_minutes, 2))
     save_metrics(asdict(entry), record)
     return entry
 
 
 def format_table(results: list[CompareResult]) -> str:
     """A Markdown table: model, size, schedule, speed and the 6 COCO AP numbers (in %)."""
-    head = ["model", "params (M)", "epochs", "train min", "train img/s", "infer img/s", *METRICS]
+    head = ["model", "params (M)", "epochs", "run min", "train img/s", "infer img/s", *METRICS]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for r in results:
-        cells = [r.name, f"{r.params / 1e6:.2f}", str(r.epochs), f"{r.train_minutes:.1f}",
+        cells = [r.name, f"{r.params / 1e6:.2f}", f"{r.epochs:g}", f"{r.run_minutes or r.train_minutes:.1f}",
                  f"{r.train_images_per_s:.1f}", f"{r.infer_images_per_s:.1f}",
                  *(f"{100 * r.metrics[k]:.1f}" for k in METRICS)]
         lines.append("| " + " | ".join(cells) + " |")
@@ -199,5 +163,5 @@ def load_results(path: str | Path) -> list[CompareResult]:
     return [CompareResult(**row) for row in json.loads(Path(path).read_text())]
 
 
-__all__ = ["CompareResult", "calibrated_epochs", "compare", "count_parameters", "epochs_for_budget", "format_table", "inference_speed",
-           "load_results", "training_speed", "write_report"]
+__all__ = ["CompareResult", "compare", "count_parameters", "format_table", "inference_speed", "load_results",
+           "write_report"]

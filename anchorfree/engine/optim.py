@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import math
+from typing import Callable
 
 import torch
 from torch import nn
@@ -54,9 +55,10 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig, lr: float | None = None)
     raise ConfigError(f"train.optimizer must be sgd, adamw or adam, got '{cfg.optimizer}'")
 
 
-def lr_factor(iteration: int, cfg: TrainConfig, iters_per_epoch: int) -> float:
-    """Multiplier of ``cfg.lr`` at ``iteration``: linear warmup × (step or cosine) decay."""
-    total = max(cfg.epochs * iters_per_epoch, 1)
+def lr_factor(iteration: int, cfg: TrainConfig, iters_per_epoch: int, total_steps: int | None = None) -> float:
+    """Multiplier of ``cfg.lr`` at ``iteration``: linear warmup × (step or cosine) decay over ``total_steps``
+    (default ``epochs * iters_per_epoch``; a time budget sets it, see :mod:`anchorfree.engine.budget`)."""
+    total = max(total_steps or cfg.epochs * iters_per_epoch, 1)
     if cfg.schedule == "step":
         factor = cfg.gamma ** sum(iteration >= m * iters_per_epoch for m in cfg.milestones)
     elif cfg.schedule == "cosine":
@@ -70,10 +72,13 @@ def lr_factor(iteration: int, cfg: TrainConfig, iters_per_epoch: int) -> float:
     return factor
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, iters_per_epoch: int):
-    """:func:`lr_factor` per optimizer step, read from ``cfg`` at every step (so a schedule field changed
-    on resume applies to the remaining steps)."""
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(it, cfg, iters_per_epoch))
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, iters_per_epoch: int,
+                    total_steps: Callable[[], int | None] = lambda: None):
+    """:func:`lr_factor` per optimizer step, read from ``cfg`` (and ``total_steps()``) at every step, so a
+    schedule field changed on resume, or a run length re-estimated for a time budget, applies to the
+    remaining steps."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer,
+                                             lambda it: lr_factor(it, cfg, iters_per_epoch, total_steps()))
 
 
 class ModelEMA:

@@ -49,7 +49,7 @@ from tqdm import tqdm
 
 from ..config import AugmentConfig, Config, save_config, to_dict
 from ..config_checks import validate_config
-from ..data import (CocoDetection, DataSpec, MosaicDetection, build_transforms, make_collate, mosaic_enabled,
+from ..data import (CocoDetection, DataSpec, MosaicDetection, build_transforms, collate, make_collate, mosaic_enabled,
                     preflight)
 from ..errors import ConfigError, DatasetError, TrainingError
 from ..evaluation import format_metrics_table, save_metrics
@@ -58,6 +58,7 @@ from ..runtime import autocast, needs_grad_scaler
 from ..structures import Batch
 from ..report import write_run_report
 from . import distributed
+from .budget import FIRST_ESTIMATE, MIN_WINDOW, REESTIMATE_EVERY, TimeBudget
 from .checkpoint import atomic_save, checkpoint_config, load_model_state, make_checkpoint, read_checkpoint
 from .evaluate import predict_dataset, score_results
 from .optim import ModelEMA, build_optimizer, build_scheduler, effective_lr, lr_factor
@@ -70,7 +71,7 @@ log = logging.getLogger("anchorfree")
 # ``train.*`` fields that may change on ``--resume``: they are applied to the rest of the run.
 # batch_size and accumulate may change while the effective batch (x processes) stays the same.
 RESUME_APPLIED = frozenset({
-    "epochs", "eval_interval", "log_interval", "checkpoint_interval", "workers", "device", "grad_clip", "amp",
+    "epochs", "minutes", "eval_interval", "log_interval", "checkpoint_interval", "workers", "device", "grad_clip", "amp",
     "channels_last", "lr", "schedule", "milestones", "gamma", "min_lr_ratio", "warmup_iters", "warmup_ratio",
     "weight_decay", "momentum", "ema_decay", "scale_lr", "lr_reference_batch", "batch_size", "accumulate",
     "sync_bn", "dist_backend", "dist_timeout", "find_unused_parameters", "tensorboard", "check_images",
@@ -108,7 +109,8 @@ def build_train_data(dataset: CocoDetection, augment: AugmentConfig, size: int) 
     if len(a.affine_scale) != 2 or not 0 < a.affine_scale[0] <= a.affine_scale[1]:
         raise ConfigError(f"train.augment.affine_scale must be [low, high] with 0 < low <= high, got {a.affine_scale}")
     return MosaicDetection(dataset, size, a.mosaic_prob, a.affine, a.affine_scale, a.affine_translate,
-                           a.affine_degrees, a.affine_shear, a.min_area_ratio, a.hflip_prob, a.color_jitter)
+                           a.affine_degrees, a.affine_shear, a.min_area_ratio, a.hflip_prob, a.color_jitter,
+                           (a.hsv_h, a.hsv_s, a.hsv_v))
 
 
 def setup_logging(run: Path) -> None:
@@ -204,6 +206,7 @@ class Trainer:
 
     def __init__(self, cfg: Config, data: DataSpec, out: str | Path, resume: bool = False,
                  progress: bool = True) -> None:
+        self.created = time.perf_counter()  # a time budget counts the set-up too
         self.run = Path(out)
         t, m = cfg.train, cfg.model
         check_train_settings(cfg)
@@ -241,7 +244,9 @@ class Trainer:
         seed_everything(t.seed)
 
         sizes = tuple(t.augment.multiscale_min_sizes) or m.input.min_size
-        train_tf = build_transforms(True, sizes, m.input.max_size, t.augment.hflip_prob, t.augment.color_jitter)
+        a = t.augment
+        train_tf = build_transforms(True, sizes, m.input.max_size, a.hflip_prob, a.color_jitter,
+                                    (a.hsv_h, a.hsv_s, a.hsv_v))
         self.train_set = CocoDetection(data.train_ann, data.train_images, train_tf, data.class_names, train=True)
         eval_tf = build_transforms(False, m.input.min_size, m.input.max_size)
         self.val_set = CocoDetection(data.val_ann, data.val_images, eval_tf, self.train_set.class_names)
@@ -280,7 +285,9 @@ class Trainer:
         self.iters_per_epoch = math.ceil(self.micro_per_epoch / t.accumulate)  # optimizer steps
         self.base_lr = effective_lr(t, self.effective_batch)
         self.optimizer = build_optimizer(self.model, t, self.base_lr)
-        self.scheduler = build_scheduler(self.optimizer, t, self.iters_per_epoch)
+        self.total_steps: int | None = None  # the run's length in optimiser steps when train.minutes sets it
+        self.budget: TimeBudget | None = None
+        self.scheduler = build_scheduler(self.optimizer, t, self.iters_per_epoch, lambda: self.total_steps)
         self.scaler = torch.amp.GradScaler("cuda", enabled=needs_grad_scaler(self.device, t.amp))
         self.epoch, self.iteration, self.best_ap = 0, 0, -1.0
         self.consumed = 0  # samples of the current epoch trained on, all processes together
@@ -317,7 +324,7 @@ class Trainer:
         """Set the optimiser's learning rates (and decay, momentum) from the config at the current
         iteration: what an uninterrupted run has, and a changed lr / schedule for the remaining steps."""
         t = self.cfg.train
-        factor = lr_factor(self.iteration, t, self.iters_per_epoch)
+        factor = lr_factor(self.iteration, t, self.iters_per_epoch, self.total_steps)
         self.scheduler.base_lrs = [self.base_lr for _ in self.optimizer.param_groups]
         for i, group in enumerate(self.optimizer.param_groups):
             group["initial_lr"] = self.base_lr
@@ -336,6 +343,7 @@ class Trainer:
         if self.ema is not None and ckpt.get("ema") is not None:
             self.ema.load_state_dict({"module": ckpt["ema"], "updates": ckpt["ema_updates"]})
         self.epoch, self.iteration, self.best_ap = ckpt["epoch"], ckpt["iteration"], ckpt["best_ap"]
+        self.total_steps = ckpt.get("total_steps")
         sampler = ckpt.get("sampler") or {}
         self.consumed = sampler.get("consumed", 0) if sampler.get("epoch", self.epoch) == self.epoch else 0
         ranks = ckpt.get("rng_ranks") or [ckpt["rng"]]
@@ -389,6 +397,7 @@ class Trainer:
             scaler=self.scaler.state_dict(), epoch=self.epoch, iteration=self.iteration,
             best_ap=self.best_ap, rng=rng_ranks[0], rng_ranks=rng_ranks,
             sampler={"epoch": self.epoch, "consumed": self.consumed},
+            total_steps=self.total_steps, budget_elapsed=None if self.budget is None else self.budget.elapsed(),
             world_size=self.world, effective_batch=self.effective_batch,
             class_names=self.cfg.model.class_names, label_to_cat_id=self.train_set.label_to_cat_id,
         )
@@ -445,6 +454,8 @@ class Trainer:
         if self.progress:
             tqdm.write(self.describe())
         result = None
+        if t.minutes > 0:
+            self.start_budget()
         while self.epoch < t.epochs:
             self.train_epoch()
             self.epoch += 1
@@ -465,11 +476,47 @@ class Trainer:
             self.dist.barrier()
         if self.is_main and not (self.run / "best.pt").exists() and (self.run / "last.pt").exists():
             self.save("best.pt", read_checkpoint(self.run / "last.pt"))
+        if self.is_main and self.budget is not None:
+            save_config(self.cfg, self.run / "config.yaml")  # with the epochs the budget gave
         if self.is_main and result is not None:
             self.report = write_run_report(self.run, dataset=self.val_set, results=self.last_results, metrics=result)
             self._log(f"report: {self.report}")
         self.dist.barrier()
+        if self.budget is not None:
+            self._log(f"time budget: {self.budget.elapsed() / 60:.2f} of {t.minutes:g} minutes used, "
+                      f"{self.iteration} steps ({self.iteration / self.iters_per_epoch:.2f} epochs)")
         return result
+
+    # ---- time budget (train.minutes) ---------------------------------------------------------
+    def start_budget(self) -> None:
+        """Start the clock of ``train.minutes`` (a resumed run continues its own) and keep time for the final
+        validation, measured on one batch of validation images."""
+        t = self.cfg.train
+        elapsed = (self.resume_state or {}).get("budget_elapsed")
+        self.budget = TimeBudget(t.minutes * 60, time.perf_counter() - self.created if elapsed is None else elapsed)
+        if len(self.val_set):
+            model, k = self.eval_model(), min(len(self.val_set), t.batch_size)
+            samples = [self.val_set[i] for i in range(k)]
+            divisor = self.cfg.model.input.size_divisor
+            batch = collate(samples, divisor).to(self.device)
+            was_training = model.training
+            model.eval()
+            with torch.no_grad():
+                model.predict(collate(samples[:1], divisor).to(self.device))  # the first call is slower
+                start = time.perf_counter()
+                model.predict(batch)
+            model.train(was_training)
+            self.budget.set_reserve((time.perf_counter() - start) / k, len(self.val_set))
+        self.budget.begin(self.iteration)
+
+    def _reestimate(self) -> None:
+        """Set the run's length to the steps that fit in the budget (every process gets the same)."""
+        per_step = self.budget.seconds_per_step(self.iteration, max(MIN_WINDOW, self.iters_per_epoch))
+        if per_step is None:
+            return
+        total = self.budget.total_steps(self.iteration, per_step)
+        self.total_steps = int(round(float(self.dist.mean(torch.tensor([float(total)]))[0])))
+        self.cfg.train.epochs = max(self.epoch + 1, math.ceil(self.total_steps / self.iters_per_epoch))
 
     def train_epoch(self) -> None:
         """The optimizer steps left in the current epoch (all of them unless resumed inside it)."""
@@ -514,6 +561,13 @@ class Trainer:
                 log.info(json.dumps(row))
             if t.checkpoint_interval > 0 and self.iteration % t.checkpoint_interval == 0:
                 self._checkpoint()
+            if self.budget is not None and (self.iteration % REESTIMATE_EVERY == 0
+                                            or self.iteration == self.budget.marks[0][0] + FIRST_ESTIMATE):
+                self._reestimate()
+                bar.total = self.iters_per_epoch if self.epoch + 1 < t.epochs else \
+                    self.total_steps - self.epoch * self.iters_per_epoch
+            if self.total_steps is not None and self.iteration >= self.total_steps:
+                break  # the budget ends inside this epoch
         bar.close()
         del batches
 

@@ -182,7 +182,7 @@ class Backbone(nn.Module):
     def __init__(self, cfg: BackboneConfig) -> None:
         super().__init__()
         if cfg.name not in BODIES:
-            raise ConfigError(f"unknown backbone '{cfg.name}'; choose one of {', '.join(BODIES)}, hourglass")
+            raise ConfigError(f"unknown backbone '{cfg.name}'; choose one of {', '.join(BODIES)}, csp, hourglass")
         if not cfg.out_levels or not set(cfg.out_levels) <= {2, 3, 4, 5}:
             raise ConfigError(f"backbone.out_levels must be one or more of 2..5, got {cfg.out_levels}")
         if not 0 <= cfg.frozen_stages <= 4:

@@ -6,11 +6,12 @@ from torch import nn, Tensor
 
 from ...config import NeckConfig
 from ...errors import ConfigError
+from .csp_pan import CSPPAN
 from .fpn import FPN
 from .pan import PAN
 from .upconv import UpConvNeck
 
-__all__ = ["FPN", "PAN", "UpConvNeck", "Identity", "build_neck", "NECKS"]
+__all__ = ["CSPPAN", "FPN", "PAN", "UpConvNeck", "Identity", "build_neck", "NECKS"]
 
 
 class Identity(nn.Module):
@@ -27,7 +28,7 @@ class Identity(nn.Module):
         return list(feats)
 
 
-NECKS = {"fpn": FPN, "pan": PAN, "upconv": UpConvNeck, "none": Identity}
+NECKS = {"fpn": FPN, "pan": PAN, "csp_pan": CSPPAN, "upconv": UpConvNeck, "none": Identity}
 
 
 def build_neck(in_channels: list[int], cfg: NeckConfig) -> nn.Module:
