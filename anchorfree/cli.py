@@ -58,13 +58,21 @@ def build_parser() -> argparse.ArgumentParser:
                           description="Make, check or convert datasets (COCO JSON, YOLO txt or Pascal VOC XML).")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     synth = data_sub.add_parser("synth", help="write the built-in synthetic COCO dataset",
-                                description="Write a synthetic COCO-format dataset (JPEG images + JSON) with five "
-                                            "shape classes to OUT/train, OUT/val and OUT/data.yaml. Seeded.")
+                                description="Write a synthetic COCO-format dataset (JPEG images + JSON) to OUT/train, "
+                                            "OUT/val and OUT/data.yaml. Seeded. --style shapes: five flat shape "
+                                            "classes on procedural backgrounds; --style photos: six classes (photo-"
+                                            "textured shapes and faces) on natural photographs, with small objects, "
+                                            "clutter and occlusion.")
     synth.add_argument("out", help="output folder")
     synth.add_argument("--train", type=int, default=600, help="number of training images (default 600)")
     synth.add_argument("--val", type=int, default=100, help="number of validation images (default 100)")
     synth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    synth.add_argument("--min-size", type=int, default=256, help="smallest image side in pixels (default 256)")
+    synth.add_argument("--style", choices=("shapes", "photos"), default="shapes",
+                       help="shapes: flat shapes on procedural backgrounds (5 classes); photos: textured shapes and "
+                            "faces on scikit-image's sample photographs with clutter and occlusion (6 classes; needs "
+                            "pip install 'anchorfree[photos]') (default shapes)")
+    synth.add_argument("--min-size", type=int, default=None,
+                       help="smallest image side in pixels (default 256 for shapes, 192 for photos)")
     synth.add_argument("--max-size", type=int, default=320, help="largest image side in pixels (default 320)")
     check = data_sub.add_parser(
         "check", help="validate a dataset and print its statistics",
@@ -291,12 +299,14 @@ def _collect_images(inputs: list[str]) -> list[Path]:
 
 
 def cmd_data(args: argparse.Namespace) -> None:
-    from .data import check_dataset, convert_dataset, generate_synthetic_dataset
+    from .data import check_dataset, convert_dataset, generate_photo_dataset, generate_synthetic_dataset
     from .errors import DatasetError
 
     if args.data_command == "synth":
-        out = generate_synthetic_dataset(args.out, num_train=args.train, num_val=args.val,
-                                         image_size=(args.min_size, args.max_size), seed=args.seed)
+        make = generate_photo_dataset if args.style == "photos" else generate_synthetic_dataset
+        min_size = args.min_size if args.min_size is not None else (192 if args.style == "photos" else 256)
+        out = make(args.out, num_train=args.train, num_val=args.val, image_size=(min_size, args.max_size),
+                   seed=args.seed)
         print(f"wrote {args.train} training and {args.val} validation images to {out} (spec: {out / 'data.yaml'})")
         return
     if args.data_command == "convert":

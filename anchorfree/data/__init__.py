@@ -8,6 +8,7 @@ from anchorfree.data.mosaic import MosaicDetection, mosaic_enabled
 from anchorfree.data.report import DatasetReport, DatasetWarning, Problem, ProblemLog
 from anchorfree.data.spec import DATA_FORMATS, DataSpec, load_data_spec
 from anchorfree.data.synth import SYNTH_CATEGORY_IDS, SYNTH_CLASSES, generate_synthetic_dataset
+from anchorfree.data.synth_photos import PHOTO_CATEGORY_IDS, PHOTO_CLASSES, PhotosUnavailableError, generate_photo_dataset
 from anchorfree.data.transforms import (
     MIN_BOX_SIZE,
     DetectionTransform,
@@ -38,6 +39,10 @@ __all__ = [
     "collate",
     "convert_dataset",
     "generate_synthetic_dataset",
+    "generate_photo_dataset",
+    "PHOTO_CATEGORY_IDS",
+    "PHOTO_CLASSES",
+    "PhotosUnavailableError",
     "keep_ratio_size",
     "load_data_spec",
     "load_image",
