@@ -1,7 +1,7 @@
 """anchorfree's small presets vs ultralytics YOLOv8n: same data, same training time, same metric.
 
-Both detectors are trained from scratch on one COCO-format dataset (default: the built-in synthetic
-data, 600 train / 100 val images) for about ``--minutes`` of training each on this machine, then
+Both detectors are trained from scratch on one COCO-format dataset (default: generated photograph-like
+data, ``data synth --style photos``, 600 train / 100 val images) for about ``--minutes`` each, then
 both predict the validation images and both are scored by pycocotools' COCOeval on the same
 annotation file. Inference speed is images/s at batch 1 on the validation images, counting the
 network and box post-processing (NMS) of each library, not image decoding or resizing.
@@ -10,13 +10,20 @@ network and box post-processing (NMS) of each library, not image decoding or res
   calibration sets the epoch count so the whole schedule fits the budget; inference as ``predict``
   runs it (BatchNorm folded, channels_last, bf16 where the CPU has it) and also in fp32.
 * YOLOv8n: ultralytics (installed only for this benchmark: ``pip install ultralytics``), built from
-  its ``yolov8n.yaml`` (no weights are downloaded), trained with its defaults (SGD/AdamW auto,
-  mosaic with close_mosaic, EMA, task-aligned assignment, DFL) and ``time=--minutes/60``, which
-  makes ultralytics fit its epochs (and lr schedule) to the budget; predictions at ``conf=0.001``,
-  ``max_det=100`` for mAP, as its validator does. It runs in fp32 on CPUs (its default).
+  its ``yolov8n.yaml`` (no weights are downloaded), trained with its defaults (``optimizer=auto``,
+  mosaic with close_mosaic, HSV, flip, EMA, task-aligned assignment, DFL) and ``time=--minutes/60``,
+  which makes ultralytics fit its epochs (and lr schedule) to the budget; predictions at
+  ``conf=0.001``, ``max_det=100`` for mAP, as its validator does. It runs in fp32 on CPUs (its
+  default). ``epochs`` is left at its default (100): ``optimizer=auto`` picks AdamW (lr
+  ``0.002 * 5 / (4 + classes)``) up to 10 000 planned iterations and MuSGD beyond, and MuSGD's
+  Newton–Schulz steps take seconds each on one CPU thread (ultralytics 8.4), so a large ``epochs``
+  (the time budget overrides it anyway) would slow YOLOv8n ~20x.
+* ``--throughput``: training images/s (the step alone, and with each library's loader), GFLOPs at
+  the training size, images/s x GFLOPs and a profile of the step (``train_throughput.py``).
 
     pip install ultralytics
-    python benchmarks/bench_yolov8.py --minutes 10                    # ~25 min on 2 cores
+    python benchmarks/bench_yolov8.py --minutes 20 --train 3000 --val 500 --presets gfl_csp_pan_n
+    python benchmarks/bench_yolov8.py --throughput --presets gfl_shufflenetv2_pan_nano gfl_csp_pan_n
     python benchmarks/bench_yolov8.py --minutes 1 --train 100 --val 30  # smoke run
 """
 from __future__ import annotations
@@ -35,7 +42,7 @@ os.environ.setdefault("YOLO_OFFLINE", "1")  # ultralytics: never reach the netwo
 import torch  # noqa: E402
 
 from anchorfree.config import apply_overrides  # noqa: E402
-from anchorfree.data import generate_synthetic_dataset, load_data_spec  # noqa: E402
+from anchorfree.data import generate_photo_dataset, generate_synthetic_dataset, load_data_spec  # noqa: E402
 from anchorfree.data.coco import read_categories, read_coco_json  # noqa: E402
 from anchorfree.engine.compare import METRICS, compare, inference_speed  # noqa: E402
 from anchorfree.engine.evaluate import make_eval_dataset, predict_dataset  # noqa: E402
@@ -94,7 +101,7 @@ def run_yolov8(spec, work: Path, minutes: float, imgsz: int, batch: int, workers
     train_minutes = None
     if weights is None:
         start = time.perf_counter()
-        YOLO("yolov8n.yaml").train(data=str(data_yaml), time=minutes / 60, epochs=1000, imgsz=imgsz, batch=batch,
+        YOLO("yolov8n.yaml").train(data=str(data_yaml), time=minutes / 60, imgsz=imgsz, batch=batch,
                                    workers=workers, device="cpu", pretrained=False, amp=False, plots=False,
                                    val=False, project=str(run.parent), name=run.name, exist_ok=True, seed=0,
                                    deterministic=False, verbose=False)
@@ -135,8 +142,10 @@ def _yolo_epochs(run: Path) -> tuple[int | None, float | None]:
 
 
 # ---- anchorfree --------------------------------------------------------------------------------
-def run_anchorfree(preset: str, overrides: list[str], spec, work: Path, minutes: float, workers: int) -> dict:
-    cfg = apply_overrides(get_preset(preset), [f"train.workers={workers}", *overrides])
+def run_anchorfree(preset: str, overrides: list[str], spec, work: Path, minutes: float, workers: int,
+                   imgsz: int) -> dict:
+    cfg = apply_overrides(get_preset(preset), [f"train.workers={workers}", f"input.min_size={imgsz}",
+                                               f"input.max_size={imgsz}", *overrides])
     entry = compare({preset: cfg}, spec, work / "anchorfree", minutes, progress=False)[0]
     detector, cfg, _ = load_detector(Path(entry.run) / "best.pt")
     dataset = make_eval_dataset(detector, spec.val_ann, spec.val_images, cfg.model.class_names)
@@ -146,7 +155,7 @@ def run_anchorfree(preset: str, overrides: list[str], spec, work: Path, minutes:
     metrics = coco_evaluate(spec.val_ann, results, backend="pycocotools")["metrics"]
     exact = inference_speed(detector, dataset, fast=False)
     return {"name": f"anchorfree {preset}", "params": entry.params, "epochs": entry.epochs,
-            "train_minutes": entry.train_minutes, "infer_images_per_s": entry.infer_images_per_s,
+            "train_minutes": entry.run_minutes, "infer_images_per_s": entry.infer_images_per_s,
             "infer_fp32_images_per_s": exact, "metrics": {k: metrics[k] for k in METRICS}}
 
 
@@ -171,30 +180,79 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=10.0, help="training time per detector (default 10)")
     parser.add_argument("--presets", nargs="+", default=["gfl_shufflenetv2_pan_nano"], help="anchorfree presets")
     parser.add_argument("--set", dest="overrides", nargs="*", default=[], help="key=value for anchorfree presets")
-    parser.add_argument("--imgsz", type=int, default=320, help="YOLO input size (anchorfree presets: their own)")
+    parser.add_argument("--imgsz", type=int, default=192,
+                        help="input size of both (default 192; anchorfree: input.min_size = max_size)")
     parser.add_argument("--batch", type=int, default=8, help="YOLO batch size (default 8, as the tiny presets)")
     parser.add_argument("--workers", type=int, default=2, help="data loading processes for both")
     parser.add_argument("--train", type=int, default=600, help="synthetic training images (default 600)")
     parser.add_argument("--val", type=int, default=100, help="synthetic validation images (default 100)")
+    parser.add_argument("--style", choices=("shapes", "photos"), default="photos",
+                        help="generated data: photos (photograph-like, default) or shapes")
+    parser.add_argument("--min-size", type=int, default=192, help="generated images' smallest side (default 192)")
+    parser.add_argument("--max-size", type=int, default=320, help="generated images' largest side (default 320)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of each detector (default 1)")
+    parser.add_argument("--throughput", action="store_true",
+                        help="measure training throughput per FLOP (step and loop img/s, GFLOPs, profile) instead "
+                             "of training to a budget")
+    parser.add_argument("--fast", action="store_true", help="throughput: also anchorfree in bf16 (CPUs with it)")
     parser.add_argument("--skip-yolo", action="store_true", help="only run the anchorfree presets")
+    parser.add_argument("--yolo-only", action="store_true", help="only run YOLOv8n")
     parser.add_argument("--yolo-weights", help="score these trained YOLOv8n weights instead of training one")
     args = parser.parse_args(argv)
 
     work = Path(args.work)
+    torch.set_num_threads(args.threads)
     data = args.data
     if data is None:
-        data = work / "synth"
+        data = work / f"synth-{args.style}-{args.train}-{args.val}"
         if not (data / "data.yaml").is_file():
-            generate_synthetic_dataset(data, num_train=args.train, num_val=args.val, seed=0)
+            make = generate_photo_dataset if args.style == "photos" else generate_synthetic_dataset
+            make(data, num_train=args.train, num_val=args.val, image_size=(args.min_size, args.max_size), seed=0)
     spec = load_data_spec(data)
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"bf16: {cpu_supports_bf16()}, budget {args.minutes} min per detector", flush=True)
-    rows = [run_anchorfree(p, args.overrides, spec, work, args.minutes, args.workers) for p in args.presets]
+          f"{args.threads} thread(s), bf16: {cpu_supports_bf16()}, CPU flags: {cpu_flags()}, "
+          f"budget {args.minutes} min per detector", flush=True)
+    if args.throughput:
+        return throughput(args, spec, work)
+    rows = [] if args.yolo_only else [run_anchorfree(p, args.overrides, spec, work, args.minutes, args.workers,
+                                                     args.imgsz) for p in args.presets]
     if not args.skip_yolo:
         rows.append(run_yolov8(spec, work, args.minutes, args.imgsz, args.batch, args.workers, args.yolo_weights))
     table = print_table(rows)
     (work / "bench_yolov8.json").write_text(json.dumps(rows, indent=2))
     (work / "bench_yolov8.md").write_text(table + "\n")
+    return 0
+
+
+def cpu_flags() -> str:
+    """The SIMD flags that decide which convolution kernels run (from /proc/cpuinfo on Linux)."""
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return "unknown"
+    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+    return " ".join(f for f in wanted if f in flags.split()) or "no AVX2"
+
+
+def throughput(args, spec, work: Path) -> int:
+    """``--throughput``: the table of :mod:`train_throughput` for the presets and YOLOv8n."""
+    from train_throughput import anchorfree_throughput, format_throughput, yolov8_throughput
+
+    size = [f"input.min_size={args.imgsz}", f"input.max_size={args.imgsz}", f"train.batch_size={args.batch}",
+            f"train.workers={args.workers}"]
+    rows = []
+    for preset in args.presets:
+        rows.append(anchorfree_throughput(preset, [*size, *args.overrides], spec, work))
+        if args.fast and cpu_supports_bf16():
+            rows.append(anchorfree_throughput(preset, [*size, *args.overrides], spec, work, fast=True))
+        print(format_throughput(rows[-1:]), flush=True)
+    if not args.skip_yolo:
+        data_yaml, _ = write_yolo_dataset(spec, work / "yolo_data")
+        rows.append(yolov8_throughput(data_yaml, work, args.imgsz, args.batch, args.workers))
+    table = format_throughput(rows)
+    print(table)
+    (work / "throughput.json").write_text(json.dumps(rows, indent=2))
+    (work / "throughput.md").write_text(table + "\n")
     return 0
 
 

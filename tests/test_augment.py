@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from anchorfree.data import CocoDetection, MosaicDetection, build_transforms, load_data_spec, make_collate
+from anchorfree.data.transforms import DetectionTransform, RandomColorJitter, RandomHSV
 from anchorfree.engine.trainer import Trainer
 
 from conftest import micro_config
@@ -70,6 +72,89 @@ def test_identity_mosaic_places_every_tile_exactly(tiles: CocoDetection) -> None
     assert image[:, :24, :40].unique(dim=1).shape[1] == 1  # tile 0 fills its whole quarter
     assert target["image_id"] == 10
     assert torch.equal(target["orig_size"], torch.tensor([S, S])) and torch.equal(target["scale"], torch.ones(2))
+
+
+def test_zoomed_shifted_mosaic_by_hand(tiles: CocoDetection) -> None:
+    """zoom 0.5, shift (4, -2): canvas point p lands at 0.5 p + S/2 - 0.5 S + shift = 0.5 p + (4, -2).
+    Tile 0 (64x48, canvas corner (8, 8)) becomes 32x24 at (8, 2): its box [40, 30, 60, 46] -> [28, 17, 38, 25];
+    [0, 0, 10, 10] -> [8, 2, 13, 7] (whole); [30, 0, 40, 26] -> [23, 2, 28, 15]. Tile 1 (40x64 at canvas (72, -8))
+    becomes 20x32 at (40, -6), its rows above the canvas (output y < -2) cut off: [4, 20, 24, 60] -> [42, 4, 52, 24];
+    [0, 0, 40, 6] -> [40, -6, 60, -3] lies in the cut rows: dropped. Tile 2 (32x32 resized to 64x64, canvas
+    (8, 56)) becomes 32x32 at (8, 26), i.e. the original's own size: [10, 4, 20, 12] -> [18, 30, 28, 38]."""
+    mosaic = identity_mosaic(tiles)
+    image, boxes, labels = mosaic.compose([0, 1, 2, 3], CENTER, zoom=0.5, shift=(4.0, -2.0))
+    assert image.shape == (3, S, S)
+    expected = torch.tensor([[28.0, 17, 38, 25], [8, 2, 13, 7], [23, 2, 28, 15], [42, 4, 52, 24], [18, 30, 28, 38]])
+    assert torch.equal(boxes, expected) and torch.equal(labels, torch.tensor([0, 1, 1, 2, 4]))
+    for (y, x), color in [((10, 10), TILES[0][2]), ((10, 45), TILES[1][2]), ((40, 20), TILES[2][2]),
+                          ((0, 0), (114, 114, 114)), ((62, 20), (114, 114, 114)), ((60, 60), (114, 114, 114))]:
+        assert image[:, y, x].tolist() == list(color), (y, x)
+
+
+def test_flipped_mosaic_moves_boxes_with_pixels(tiles: CocoDetection) -> None:
+    """zoom 0.5 without shift, then a certain flip: tile 0's box [40, 30, 60, 46] -> [24, 19, 34, 27] ->
+    mirrored [30, 19, 40, 27]; tile 0's color now fills the top right."""
+    mosaic = MosaicDetection(tiles, S, scale=(0.5, 0.5), translate=0.0, hflip_prob=1.0)
+    image, target = mosaic.load_mosaic([0, 3, 3, 3], CENTER)
+    assert torch.equal(target["boxes"][0], torch.tensor([30.0, 19, 40, 27]))
+    assert image[:, 10, S - 1 - 10].tolist() == list(TILES[0][2]) and image[:, 10, 10].tolist() == [114] * 3
+
+
+def test_direct_mosaic_matches_the_canvas_mosaic(small_synth: Path) -> None:
+    """The direct path (no rotation or shear) and the canvas path (v2 affine on the 2S canvas, used with
+    rotation) give the same boxes for the same zoom and shift, up to the canvas path's rounding."""
+    spec = load_data_spec(small_synth)
+    plain = CocoDetection(spec.train_ann, spec.train_images, build_transforms(True, S, S, hflip_prob=0.0), train=True)
+    direct = MosaicDetection(plain, S, scale=(0.75, 0.75), translate=0.0, hflip_prob=0.0, min_area_ratio=0.0)
+    canvas = MosaicDetection(plain, S, scale=(0.75, 0.75), translate=0.0, hflip_prob=0.0, min_area_ratio=0.0)
+    canvas.direct = False
+    matched = 0
+    for start in range(0, 12, 4):
+        indices = [start, start + 1, start + 2, start + 3]
+        _, a = direct.load_mosaic(indices, (60, 70))
+        _, b = canvas.load_mosaic(indices, (60, 70))
+        big_a = a["boxes"][(a["boxes"][:, 2:] - a["boxes"][:, :2]).min(1).values > 4]
+        big_b = b["boxes"][(b["boxes"][:, 2:] - b["boxes"][:, :2]).min(1).values > 4]
+        assert len(big_a) == len(big_b)
+        assert torch.allclose(big_a, big_b, atol=1.5)
+        matched += len(big_a)
+    assert matched > 5
+
+
+def test_hsv_matrix_by_hand() -> None:
+    assert torch.allclose(RandomHSV.matrix(0.0, 1.0, 1.0), torch.eye(3), atol=1e-6)
+    pixel = torch.tensor([200.0, 30.0, 50.0])
+    # a third of a turn about the gray axis cycles the channels: (r, g, b) -> (b, r, g)
+    assert torch.allclose(RandomHSV.matrix(2 * math.pi / 3, 1.0, 1.0) @ pixel, torch.tensor([50.0, 200, 30]), atol=1e-3)
+    gray = 0.299 * 200 + 0.587 * 30 + 0.114 * 50
+    assert torch.allclose(RandomHSV.matrix(0.0, 0.0, 1.0) @ pixel, torch.full((3,), gray), atol=1e-3)  # no saturation
+    assert torch.allclose(RandomHSV.matrix(0.0, 1.0, 0.5) @ pixel, pixel / 2, atol=1e-4)  # value halved
+    # every matrix keeps gray gray (a gray pixel only changes brightness)
+    assert torch.allclose(RandomHSV.matrix(1.0, 0.3, 1.2) @ torch.full((3,), 100.0), torch.full((3,), 120.0), atol=1e-3)
+
+
+def test_hsv_transform_changes_colors_not_boxes() -> None:
+    image = torch.randint(0, 256, (3, 20, 30), dtype=torch.uint8)
+    boxes = torch.tensor([[2.0, 3, 12, 15]])
+    transform = DetectionTransform([RandomHSV(0.0, 0.0, 0.0)])  # zero gains: the identity
+    out, out_boxes, _, _ = transform(image, boxes, torch.tensor([1]))
+    assert torch.equal(out, image) and torch.equal(out_boxes, boxes)
+    torch.manual_seed(0)
+    out, out_boxes, _, _ = DetectionTransform([RandomHSV(0.1, 0.7, 0.4)])(image, boxes, torch.tensor([1]))
+    assert out.dtype == torch.uint8 and not torch.equal(out, image) and torch.equal(out_boxes, boxes)
+
+
+def test_color_jitter_as_one_affine_map_by_hand() -> None:
+    jitter = RandomColorJitter(0.2)
+    flat = torch.full((3, 2, 2), 100, dtype=torch.uint8)
+    assert jitter.transform(flat, {"brightness": 1.2, "contrast": 1.0, "matrix": torch.eye(3)}).unique().tolist() == [120]
+    # contrast 0.5 pulls values halfway to the mean luma (100): 0 -> 50, 200 -> 150
+    two = torch.tensor([[[0, 200]]] * 3, dtype=torch.uint8)
+    assert jitter.transform(two, {"brightness": 1.0, "contrast": 0.5, "matrix": torch.eye(3)}).flatten().tolist() == \
+        [50, 150] * 3
+    torch.manual_seed(0)
+    params = [jitter.make_params([]) for _ in range(200)]
+    assert all(0.8 <= p["brightness"] <= 1.2 and 0.8 <= p["contrast"] <= 1.2 for p in params)
 
 
 def test_area_filter_threshold(tiles: CocoDetection) -> None:

@@ -2,7 +2,7 @@
 
 The mAP@0.5 thresholds are far above what an untrained (or broken) model reaches; the FCOS test
 checks that too, on the same data. Every head type is covered: FCOS, RetinaNet, ATSS, GFL (the
-nano preset), GFLv2 (the MobileNetV3 preset), CenterNet and CornerNet. To keep the suite short
+nano preset and the CSP preset), GFLv2 (the MobileNetV3 preset), CenterNet and CornerNet. To keep the suite short
 (all seven train in about 10 minutes on 2 cores without AVX512), inputs are 128 px (a multiple of
 every preset's padding, so no compute is spent on padding), the ResNet-18 presets train with a
 ResNet-10 body, and CenterNet's up-convolutions start from C4 (at 128 px C5 is a 4×4 map); heads —
@@ -59,6 +59,7 @@ FAMILY = [
     ("atss_r18_fpn_tiny", ["backbone.name=resnet10", "epochs=4", "train.lr=0.004"], 0.045),  # 0.095 (75 s)
     ("gfl_shufflenetv2_pan_nano", ["epochs=4"], 0.06),  # GFL head + ATSS assignment; 0.120 (50 s)
     ("gflv2_mobilenetv3_pan_nano", ["epochs=6"], 0.05),  # GFLv2 (DGQP); 0.118 (91 s)
+    ("gfl_csp_pan_n", ["epochs=4"], CSP_THRESHOLD),  # the CSP body of plain convs, CSP-PAN; CSP_REACHED
     ("centernet_r18_tiny", [*CENTERNET_C4, "epochs=5", "train.lr=0.004"], 0.025),  # 0.056 (89 s)
     ("cornernet_hg_tiny", ["epochs=4"], 0.06),  # corner pooling, embeddings, soft-NMS; 0.120 (131 s)
 ]

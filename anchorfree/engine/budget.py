@@ -33,6 +33,7 @@ class TimeBudget:
         self.start = time.perf_counter() - float(elapsed)
         self.reserve = REPORT_SECONDS
         self.marks: list[tuple[int, float]] = []  # (iteration, elapsed) at the estimates of this process
+        self.begun_at = -1
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
@@ -43,7 +44,13 @@ class TimeBudget:
 
     def begin(self, iteration: int) -> None:
         """Start measuring the seconds per step at ``iteration`` (the first step this process runs)."""
+        self.begun_at = iteration
         self.marks = [(iteration, self.elapsed())]
+
+    def due(self, iteration: int) -> bool:
+        """Whether to estimate after ``iteration``: :data:`FIRST_ESTIMATE` steps after :meth:`begin`, then every
+        :data:`REESTIMATE_EVERY` steps (the same steps in every process)."""
+        return bool(self.marks) and (iteration == self.begun_at + FIRST_ESTIMATE or iteration % REESTIMATE_EVERY == 0)
 
     def seconds_per_step(self, iteration: int, window: int) -> float | None:
         """Seconds per step over about the last ``window`` steps (at least one epoch, so that its checkpoint

@@ -58,7 +58,7 @@ from ..runtime import autocast, needs_grad_scaler
 from ..structures import Batch
 from ..report import write_run_report
 from . import distributed
-from .budget import FIRST_ESTIMATE, MIN_WINDOW, REESTIMATE_EVERY, TimeBudget
+from .budget import MIN_WINDOW, TimeBudget
 from .checkpoint import atomic_save, checkpoint_config, load_model_state, make_checkpoint, read_checkpoint
 from .evaluate import predict_dataset, score_results
 from .optim import ModelEMA, build_optimizer, build_scheduler, effective_lr, lr_factor
@@ -456,6 +456,8 @@ class Trainer:
         result = None
         if t.minutes > 0:
             self.start_budget()
+        else:  # a budgeted run resumed with train.minutes=0 trains to train.epochs
+            self.total_steps = None
         while self.epoch < t.epochs:
             self.train_epoch()
             self.epoch += 1
@@ -507,7 +509,6 @@ class Trainer:
                 model.predict(batch)
             model.train(was_training)
             self.budget.set_reserve((time.perf_counter() - start) / k, len(self.val_set))
-        self.budget.begin(self.iteration)
 
     def _reestimate(self) -> None:
         """Set the run's length to the steps that fit in the budget (every process gets the same)."""
@@ -561,8 +562,9 @@ class Trainer:
                 log.info(json.dumps(row))
             if t.checkpoint_interval > 0 and self.iteration % t.checkpoint_interval == 0:
                 self._checkpoint()
-            if self.budget is not None and (self.iteration % REESTIMATE_EVERY == 0
-                                            or self.iteration == self.budget.marks[0][0] + FIRST_ESTIMATE):
+            if self.budget is not None and not self.budget.marks:
+                self.budget.begin(self.iteration)  # after this process's first step (its warm-up)
+            elif self.budget is not None and self.budget.due(self.iteration):
                 self._reestimate()
                 bar.total = self.iters_per_epoch if self.epoch + 1 < t.epochs else \
                     self.total_steps - self.epoch * self.iters_per_epoch

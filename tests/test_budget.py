@@ -1,0 +1,94 @@
+"""``train.minutes``: the budget arithmetic (a fake clock, hand-computed), the schedule laid over the budgeted
+length, and a real run that stops inside an epoch, on time, with its schedule complete, and resumes."""
+from __future__ import annotations
+
+import math
+import time
+
+import pytest
+import torch
+
+from anchorfree.config import TrainConfig
+from anchorfree.data import load_data_spec
+from anchorfree.engine import budget as budget_module
+from anchorfree.engine.budget import REPORT_SECONDS, RESERVE_MARGIN, TimeBudget
+from anchorfree.engine.checkpoint import read_checkpoint
+from anchorfree.engine.optim import lr_factor
+from anchorfree.engine.trainer import Trainer, resume_config
+
+from conftest import micro_config
+
+
+class FakeClock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_budget_arithmetic_by_hand(monkeypatch):
+    clock = FakeClock(1000.0)
+    monkeypatch.setattr(budget_module.time, "perf_counter", clock)
+    budget = TimeBudget(100.0, elapsed=10.0)  # a resumed run that had used 10 s
+    budget.set_reserve(0.1, 50)  # validation of 50 images at 0.1 s each
+    assert budget.reserve == pytest.approx(RESERVE_MARGIN * 5.0 + REPORT_SECONDS)
+    budget.begin(0)
+    assert budget.seconds_per_step(0, window=50) is None
+    clock.now = 1020.0  # 10 steps in 20 s
+    per_step = budget.seconds_per_step(10, window=50)
+    assert per_step == pytest.approx(2.0)
+    # left: 100 - 30 - reserve; whole steps of 2 s after step 10
+    assert budget.total_steps(10, per_step) == 10 + math.floor((100 - 30 - budget.reserve) / 2.0)
+    clock.now = 1200.0  # past the budget: the run ends at the step it is at
+    assert budget.total_steps(90, 2.0) == 90
+
+
+def test_the_window_follows_a_machine_that_slows_down(monkeypatch):
+    clock = FakeClock(0.0)
+    monkeypatch.setattr(budget_module.time, "perf_counter", clock)
+    budget = TimeBudget(1000.0)
+    budget.begin(0)
+    for step in range(10, 101, 10):  # 1 s per step
+        clock.now = float(step)
+        budget.seconds_per_step(step, window=20)
+    for step in range(110, 161, 10):  # then 3 s per step
+        clock.now += 30.0
+        per_step = budget.seconds_per_step(step, window=20)
+    # the estimate covers the last 20+ steps only: 3 s each (a mean since the start would say ~1.7 s)
+    assert per_step == pytest.approx(3.0)
+
+
+def test_schedule_over_the_budgeted_length():
+    cfg = TrainConfig(epochs=10, schedule="cosine", warmup_iters=0, min_lr_ratio=0.01)
+    assert lr_factor(40, cfg, 100, total_steps=40) == pytest.approx(0.01)  # the end of a 40-step run
+    assert lr_factor(20, cfg, 100, total_steps=40) == pytest.approx(0.01 + 0.99 * 0.5)
+    assert lr_factor(500, cfg, 100) == pytest.approx(0.505)  # without a budget: epochs x steps per epoch
+
+
+def test_budgeted_run_ends_on_time_inside_an_epoch_and_resumes(small_synth, tmp_path):
+    cfg = micro_config()
+    cfg.train.epochs, cfg.train.minutes, cfg.train.batch_size, cfg.train.eval_interval = 50, 0.25, 2, 0
+    start = time.perf_counter()
+    trainer = Trainer(cfg, load_data_spec(small_synth), tmp_path / "run", progress=False)
+    result = trainer.fit()
+    seconds = time.perf_counter() - start
+    assert result is not None and trainer.total_steps is not None
+    assert trainer.iteration == trainer.total_steps < 50 * trainer.iters_per_epoch
+    assert cfg.train.epochs == math.ceil(trainer.total_steps / trainer.iters_per_epoch)
+    assert trainer.epoch == cfg.train.epochs
+    # the schedule reached its end: the cosine floor
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(trainer.base_lr * cfg.train.min_lr_ratio)
+    assert 0.5 * 15 < seconds < 1.3 * 15, f"a 15 s budget took {seconds:.1f} s"
+    assert "epochs: %d" % cfg.train.epochs in (tmp_path / "run" / "config.yaml").read_text()
+    ckpt = read_checkpoint(tmp_path / "run" / "last.pt")
+    assert ckpt["total_steps"] == trainer.total_steps and ckpt["budget_elapsed"] > 0.5 * 15
+    # resumed with a longer budget, the run continues its own clock and schedule
+    resumed_cfg = resume_config(tmp_path / "run")
+    resumed_cfg.train.minutes = 0.5
+    resumed = Trainer(resumed_cfg, load_data_spec(small_synth), tmp_path / "run", resume=True, progress=False)
+    assert resumed.total_steps == trainer.total_steps and resumed.iteration == trainer.iteration
+    resumed.fit()
+    assert resumed.iteration > trainer.iteration
+    assert resumed.optimizer.param_groups[0]["lr"] == pytest.approx(resumed.base_lr * cfg.train.min_lr_ratio)
+    assert torch.isfinite(torch.tensor(resumed.budget.elapsed()))
