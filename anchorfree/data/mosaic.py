@@ -19,6 +19,13 @@ all with ``torchvision.transforms.v2`` on ``tv_tensors`` so that boxes follow th
    its label, then ``v2.SanitizeBoundingBoxes`` drops boxes with a side under
    :data:`~anchorfree.data.transforms.MIN_BOX_SIZE` pixels.
 
+Without rotation and shear (``degrees = shear = 0``, the default) steps 1–3 are done in one: the
+affine is a zoom ``z`` and a shift ``t``, under which canvas point ``p`` lands at output point
+``z p + S/2 - z S + t``, so each tile's image is resized once, by its tile scale times ``z``, and
+pasted at its place in the ``S x S`` output, its boxes mapped alike and clipped to the tile's part
+inside the canvas and the output (:meth:`MosaicDetection.compose`; ~5x cheaper, no resampling of a
+canvas). With rotation or shear, the canvas path above runs.
+
 Output size rule: a mosaic is always ``min_size x min_size``. When ``min_size != max_size`` the
 plain pipeline (and evaluation) resizes the short side to ``min_size``, so the tiles, whose long
 side is ``min_size``, show objects smaller than evaluation does by the images' aspect ratio
