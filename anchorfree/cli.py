@@ -109,13 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser(
         "demo", help="the whole job on built-in data in a few minutes",
-        description="Write a synthetic dataset, train the light GFL preset (gfl_shufflenetv2_pan_nano, 192 px) for "
-                    "as many epochs as fit in --minutes, evaluate it, draw predictions and write report.html, then "
+        description="Write a synthetic dataset, train the light GFL preset (gfl_shufflenetv2_pan_nano, 192 px) "
+                    "within --minutes (train.minutes), evaluate it, draw predictions and write report.html, then "
                     "print the COCO table, where the files are and the commands to run next. An interrupted demo "
                     "resumes where it stopped.")
     demo.add_argument("--out", default="runs/demo", help="folder for the data and the run (default runs/demo)")
     demo.add_argument("--minutes", type=float, default=3.0,
-                      help="training time budget (default 3; evaluation, drawing and the report add ~30 s)")
+                      help="time budget of the whole demo (default 3): data, training, evaluation, report, drawing")
     demo.add_argument("--no-progress", action="store_true", help="no progress bars")
     _add_threads(demo)
 
@@ -124,7 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
         description=textwrap.fill(
             "Train MODEL (a preset name from `anchorfree models` or a YAML config) on DATA. Settings are changed "
             "with key=value overrides, e.g. train.epochs=24 train.lr=0.005 head.center_sampling_radius=0 (a key "
-            "without section works when unambiguous: epochs=24).", 100) + "\n\n" + textwrap.fill(
+            "without section works when unambiguous: epochs=24). train.minutes=M trains for M minutes instead of "
+            "train.epochs: the whole run (set-up, steps, checkpoints, the final validation) is held to the budget, "
+            "its length re-estimated from the measured time per step and the learning-rate schedule laid over "
+            "it.", 100) + "\n\n" + textwrap.fill(
             "Several processes (DistributedDataParallel; NCCL on GPUs, one GPU per process, gloo on CPUs): "
             "--nproc N on this machine, or torchrun for several machines. train.batch_size is per process, as "
             "with torchrun: one optimizer step sees batch_size x processes x train.accumulate images, and "
@@ -138,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
             written, also inside an epoch.
 
             On --resume, key=value overrides of these fields are applied to the rest of the run: train.epochs,
-            lr, schedule, milestones, gamma, min_lr_ratio, warmup_iters, warmup_ratio, weight_decay, momentum,
+            minutes, lr, schedule, milestones, gamma, min_lr_ratio, warmup_iters, warmup_ratio, weight_decay, momentum,
             grad_clip, amp, ema_decay, scale_lr, lr_reference_batch, eval_interval, log_interval,
             checkpoint_interval, workers, device, channels_last, sync_bn, dist_backend, dist_timeout,
             find_unused_parameters, batch_size and accumulate (keeping the effective batch), and the head's
@@ -259,8 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
         "compare", help="train several models under one time budget and tabulate them",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=textwrap.fill(
-            "Train each MODEL (preset or config YAML) on DATA for about --minutes of training (the epoch count is "
-            "set from a short speed calibration; the schedule spans those epochs), evaluate it once at the end, "
+            "Train each MODEL (preset or config YAML) on DATA within --minutes (train.minutes: the whole run, "
+            "validation included, is held to the budget; the run's length is re-estimated from the measured time "
+            "per step and the schedule spans it), evaluate it once at the end, "
             "and measure inference speed at batch 1. Writes OUT/compare.md (table: params, epochs, train and "
             "inference images/s, AP, AP50, AP75, APs, APm, APl), OUT/compare.json, OUT/compare.png (bar plot) "
             "and one run folder per model, OUT/<model>. Running the command again skips finished models and "

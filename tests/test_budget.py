@@ -68,7 +68,7 @@ def test_schedule_over_the_budgeted_length():
 
 def test_budgeted_run_ends_on_time_inside_an_epoch_and_resumes(small_synth, tmp_path):
     cfg = micro_config()
-    cfg.train.epochs, cfg.train.minutes, cfg.train.batch_size, cfg.train.eval_interval = 50, 0.25, 2, 0
+    cfg.train.epochs, cfg.train.minutes, cfg.train.batch_size, cfg.train.eval_interval = 50, 0.2, 2, 0
     start = time.perf_counter()
     trainer = Trainer(cfg, load_data_spec(small_synth), tmp_path / "run", progress=False)
     result = trainer.fit()
@@ -77,18 +77,19 @@ def test_budgeted_run_ends_on_time_inside_an_epoch_and_resumes(small_synth, tmp_
     assert trainer.iteration == trainer.total_steps < 50 * trainer.iters_per_epoch
     assert cfg.train.epochs == math.ceil(trainer.total_steps / trainer.iters_per_epoch)
     assert trainer.epoch == cfg.train.epochs
-    # the schedule reached its end: the cosine floor
-    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(trainer.base_lr * cfg.train.min_lr_ratio)
-    assert 0.5 * 15 < seconds < 1.3 * 15, f"a 15 s budget took {seconds:.1f} s"
+    # the schedule reached its end: the cosine floor (0.01 of the peak; a last estimate that shortens the run
+    # cuts it a few steps before, where the factor is still below 0.05)
+    assert trainer.optimizer.param_groups[0]["lr"] <= 0.05 * trainer.base_lr
+    assert 0.5 * 12 < seconds < 1.3 * 12, f"a 12 s budget took {seconds:.1f} s"
     assert "epochs: %d" % cfg.train.epochs in (tmp_path / "run" / "config.yaml").read_text()
     ckpt = read_checkpoint(tmp_path / "run" / "last.pt")
-    assert ckpt["total_steps"] == trainer.total_steps and ckpt["budget_elapsed"] > 0.5 * 15
+    assert ckpt["total_steps"] == trainer.total_steps and ckpt["budget_elapsed"] > 0.5 * 12
     # resumed with a longer budget, the run continues its own clock and schedule
     resumed_cfg = resume_config(tmp_path / "run")
-    resumed_cfg.train.minutes = 0.5
+    resumed_cfg.train.minutes = 0.45  # 15 s more than the first run
     resumed = Trainer(resumed_cfg, load_data_spec(small_synth), tmp_path / "run", resume=True, progress=False)
     assert resumed.total_steps == trainer.total_steps and resumed.iteration == trainer.iteration
     resumed.fit()
     assert resumed.iteration > trainer.iteration
-    assert resumed.optimizer.param_groups[0]["lr"] == pytest.approx(resumed.base_lr * cfg.train.min_lr_ratio)
+    assert resumed.optimizer.param_groups[0]["lr"] <= 0.05 * resumed.base_lr
     assert torch.isfinite(torch.tensor(resumed.budget.elapsed()))

@@ -16,7 +16,7 @@ import yaml
 from PIL import Image
 
 from anchorfree.data import CocoDetection, check_dataset, load_data_spec
-from anchorfree.data import synth_photos as sp
+from anchorfree.data import synth, synth_photos as sp
 from anchorfree.data.synth_photos import (
     INSTALL_HINT,
     PHOTO_CATEGORY_IDS,
@@ -96,7 +96,7 @@ def test_negatives_classes_and_small_objects(photos: Path) -> None:
     coco = _coco(photos, "train")
     annotations = coco["annotations"]
     empty = len(coco["images"]) - len({a["image_id"] for a in annotations})
-    expected = round(sp.NEGATIVE_FRACTION * NUM_TRAIN)  # 7: the planned negatives
+    expected = round(synth.NEGATIVE_FRACTION * NUM_TRAIN)  # 7: the planned negatives
     assert expected <= empty <= expected + 3  # plus, rarely, an image whose only object found no place
     counts = Counter(a["category_id"] for a in annotations)
     assert set(counts) == set(PHOTO_CATEGORY_IDS)

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import yaml
@@ -37,6 +39,21 @@ JPEG_QUALITY = 92
 _SPLIT_STREAMS = {"train": 0, "val": 1}  # independent random streams per split
 
 
+Render = Callable[[np.random.Generator, int, int, int], tuple[np.ndarray, list[tuple[int, tuple[int, int, int, int]]]]]
+
+
+@dataclass(frozen=True)
+class SynthStyle:
+    """What a generator draws: ``render(rng, h, w, num_objects)`` returns ``uint8 [h, w, 3]`` pixels and
+    ``[(label, (x, y, w, h)), ...]``; the classes, their COCO ids and supercategories name the labels."""
+
+    classes: tuple[str, ...]
+    category_ids: tuple[int, ...]
+    supercategories: tuple[str, ...]
+    description: str
+    render: Render
+
+
 def generate_synthetic_dataset(
     out: str | Path,
     num_train: int = 600,
@@ -54,6 +71,14 @@ def generate_synthetic_dataset(
         seed: the same seed gives byte-identical JSON and JPEG files.
         max_objects: upper bound of objects per (non-negative) image.
     """
+    style = SynthStyle(SYNTH_CLASSES, SYNTH_CATEGORY_IDS, ("shape",) * len(SYNTH_CLASSES),
+                       "anchorfree synthetic shapes", _render_image)
+    return write_synthetic_dataset(out, num_train, num_val, image_size, seed, max_objects, style)
+
+
+def write_synthetic_dataset(out: str | Path, num_train: int, num_val: int, image_size: tuple[int, int], seed: int,
+                            max_objects: int, style: SynthStyle) -> Path:
+    """The layout of the module docstring for the images ``style`` renders (both generators write through it)."""
     lo, hi = int(image_size[0]), int(image_size[1])
     if not 2 * MIN_OBJECT_SIZE <= lo <= hi:
         raise ValueError(f"image_size must be (lo, hi) with {2 * MIN_OBJECT_SIZE} <= lo <= hi, got {image_size}")
@@ -61,18 +86,18 @@ def generate_synthetic_dataset(
         raise ValueError(f"max_objects must be >= 1, got {max_objects}")
     out = Path(out)
     for split, count in (("train", num_train), ("val", num_val)):
-        _write_split(out / split, count, (lo, hi), seed, _SPLIT_STREAMS[split], max_objects)
+        _write_split(out / split, count, (lo, hi), seed, _SPLIT_STREAMS[split], max_objects, style)
     spec = {
         "train": {"annotations": "train/annotations.json", "images": "train/images"},
         "val": {"annotations": "val/annotations.json", "images": "val/images"},
-        "names": list(SYNTH_CLASSES),
+        "names": list(style.classes),
     }
     (out / "data.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     return out
 
 
 def _write_split(folder: Path, count: int, size_range: tuple[int, int], seed: int, stream: int,
-                 max_objects: int) -> None:
+                 max_objects: int, style: SynthStyle) -> None:
     image_dir = folder / "images"
     image_dir.mkdir(parents=True, exist_ok=True)
     split_rng = np.random.default_rng([seed, stream])
@@ -84,7 +109,7 @@ def _write_split(folder: Path, count: int, size_range: tuple[int, int], seed: in
         rng = np.random.default_rng([seed, stream, index])
         h, w = (int(v) for v in rng.integers(size_range[0], size_range[1] + 1, size=2))
         num_objects = 0 if index in negatives else int(rng.integers(1, max_objects + 1))
-        pixels, objects = _render_image(rng, h, w, num_objects)
+        pixels, objects = style.render(rng, h, w, num_objects)
         file_name = f"{index:06d}.jpg"
         Image.fromarray(pixels).save(image_dir / file_name, quality=JPEG_QUALITY)
         image_id = index + 1
@@ -93,15 +118,15 @@ def _write_split(folder: Path, count: int, size_range: tuple[int, int], seed: in
             annotations.append({
                 "id": len(annotations) + 1,
                 "image_id": image_id,
-                "category_id": SYNTH_CATEGORY_IDS[label],
+                "category_id": style.category_ids[label],
                 "bbox": [float(x), float(y), float(bw), float(bh)],
                 "area": float(bw * bh),
                 "iscrowd": 0,
             })
-    categories = [{"id": cid, "name": name, "supercategory": "shape"}
-                  for cid, name in zip(SYNTH_CATEGORY_IDS, SYNTH_CLASSES)]
+    categories = [{"id": cid, "name": name, "supercategory": sup}
+                  for cid, name, sup in zip(style.category_ids, style.classes, style.supercategories)]
     coco = {
-        "info": {"description": "anchorfree synthetic shapes", "seed": seed},
+        "info": {"description": style.description, "seed": seed},
         "images": images,
         "annotations": annotations,
         "categories": categories,

@@ -59,25 +59,22 @@ backgrounds; they may appear only inside the masks of objects, as texture.
 from __future__ import annotations
 
 import functools
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import yaml
 from PIL import Image, ImageDraw, ImageFilter
 
 from anchorfree.data.synth import (
-    _SPLIT_STREAMS,
     _UNIT_POLYGONS,
-    JPEG_QUALITY,
     MAX_OCCLUSION,
     MIN_OBJECT_SIZE,
-    NEGATIVE_FRACTION,
+    SynthStyle,
     _contrasting_color,
     _covered_fraction,
     _normalise,
+    write_synthetic_dataset,
 )
 from anchorfree.errors import DatasetError
 
@@ -150,22 +147,12 @@ def generate_photo_dataset(
         PhotosUnavailableError: scikit-image is not installed (a :class:`DatasetError` and an
             :class:`ImportError`).
     """
-    lo, hi = int(image_size[0]), int(image_size[1])
-    if not 2 * MIN_OBJECT_SIZE <= lo <= hi:
-        raise ValueError(f"image_size must be (lo, hi) with {2 * MIN_OBJECT_SIZE} <= lo <= hi, got {image_size}")
-    if max_objects < 1:
-        raise ValueError(f"max_objects must be >= 1, got {max_objects}")
     library = _photo_library()
-    out = Path(out)
-    for split, count in (("train", num_train), ("val", num_val)):
-        _write_split(out / split, count, (lo, hi), seed, _SPLIT_STREAMS[split], max_objects, library)
-    spec = {
-        "train": {"annotations": "train/annotations.json", "images": "train/images"},
-        "val": {"annotations": "val/annotations.json", "images": "val/images"},
-        "names": list(PHOTO_CLASSES),
-    }
-    (out / "data.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
-    return out
+    style = SynthStyle(PHOTO_CLASSES, PHOTO_CATEGORY_IDS,
+                       tuple("person" if name == "face" else "shape" for name in PHOTO_CLASSES),
+                       "anchorfree synthetic photos",
+                       lambda rng, h, w, n: _render_image(rng, library, h, w, n))
+    return write_synthetic_dataset(out, num_train, num_val, image_size, seed, max_objects, style)
 
 
 @functools.cache
@@ -197,44 +184,6 @@ def _photo_library() -> _Library:
     return _Library(backgrounds=tuple(photos[n] for n in BACKGROUND_PHOTOS),
                     textures=tuple(photos[n] for n in TEXTURE_PHOTOS),
                     faces=lfw[:NUM_LFW_FACES], nonfaces=lfw[NUM_LFW_FACES:])
-
-
-def _write_split(folder: Path, count: int, size_range: tuple[int, int], seed: int, stream: int,
-                 max_objects: int, library: _Library) -> None:
-    image_dir = folder / "images"
-    image_dir.mkdir(parents=True, exist_ok=True)
-    split_rng = np.random.default_rng([seed, stream])
-    num_negatives = max(1, round(NEGATIVE_FRACTION * count)) if count >= 2 else 0
-    negatives = set(split_rng.choice(count, size=num_negatives, replace=False).tolist())
-
-    images, annotations = [], []
-    for index in range(count):
-        rng = np.random.default_rng([seed, stream, index])
-        h, w = (int(v) for v in rng.integers(size_range[0], size_range[1] + 1, size=2))
-        num_objects = 0 if index in negatives else int(rng.integers(1, max_objects + 1))
-        pixels, objects = _render_image(rng, library, h, w, num_objects)
-        file_name = f"{index:06d}.jpg"
-        Image.fromarray(pixels).save(image_dir / file_name, quality=JPEG_QUALITY)
-        image_id = index + 1
-        images.append({"id": image_id, "file_name": file_name, "width": w, "height": h})
-        for label, (x, y, bw, bh) in objects:
-            annotations.append({
-                "id": len(annotations) + 1,
-                "image_id": image_id,
-                "category_id": PHOTO_CATEGORY_IDS[label],
-                "bbox": [float(x), float(y), float(bw), float(bh)],
-                "area": float(bw * bh),
-                "iscrowd": 0,
-            })
-    categories = [{"id": cid, "name": name, "supercategory": "person" if name == "face" else "shape"}
-                  for cid, name in zip(PHOTO_CATEGORY_IDS, PHOTO_CLASSES)]
-    coco = {
-        "info": {"description": "anchorfree synthetic photos", "seed": seed},
-        "images": images,
-        "annotations": annotations,
-        "categories": categories,
-    }
-    (folder / "annotations.json").write_text(json.dumps(coco, indent=1))
 
 
 # --------------------------------------------------------------------------- image

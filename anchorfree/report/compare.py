@@ -52,8 +52,9 @@ def write_compare_report(out_dir: str | Path, rows: Sequence[Any], out: str | Pa
                                                           "inference": [e["infer_images_per_s"] for e in entries]},
                                                   "images / s", "Speed"),
                         "alt": "training and inference speed per model", "caption": ""})
-    notes = [("Every model trained for about the same time: its epoch count was set from a short speed calibration, "
-              "and its schedule spans those epochs. Inference speed: batch 1 on validation images.")]
+    notes = [("Every model trained within the same time budget (train.minutes: the run's length was re-estimated "
+              "from its measured time per step, and its schedule spans it). Inference speed: batch 1 on "
+              "validation images.")]
     context = {
         "title": title or f"Model comparison: {out_dir.resolve().name}",
         "subtitle": str(out_dir.resolve()),
