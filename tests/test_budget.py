@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from anchorfree.config import TrainConfig
+from anchorfree.config import TrainConfig, apply_overrides
 from anchorfree.data import load_data_spec
 from anchorfree.engine import budget as budget_module
 from anchorfree.engine.budget import REPORT_SECONDS, RESERVE_MARGIN, TimeBudget
@@ -84,3 +84,14 @@ def test_budgeted_run_ends_inside_an_epoch_at_the_schedule_end(small_synth, tmp_
     resumed = current["trainer"] = Trainer(resume_config(tmp_path / "run"), load_data_spec(small_synth),
                                            tmp_path / "run", resume=True, progress=False)
     assert resumed.total_steps == 22 and resumed.iteration == 22
+    # resumed with the same budget, the finished run stays finished
+    assert resumed.fit() is None and resumed.iteration == 22
+    # with a larger one it trains on: 18 s less the 1 s reserve is 34 steps, a 3rd epoch of 12; the schedule
+    # is laid over the new length and ends at its floor again
+    cfg = apply_overrides(resume_config(tmp_path / "run"), ["train.minutes=0.3"])
+    longer = current["trainer"] = Trainer(cfg, load_data_spec(small_synth), tmp_path / "run", resume=True,
+                                          progress=False)
+    assert longer.fit() is not None and longer.iteration == longer.total_steps == 34
+    assert cfg.train.epochs == 3 and longer.epoch == 3
+    assert longer.optimizer.param_groups[0]["lr"] == pytest.approx(longer.base_lr * cfg.train.min_lr_ratio)
+    assert read_checkpoint(tmp_path / "run" / "last.pt")["budget_elapsed"] == pytest.approx(17.0)

@@ -3,7 +3,7 @@
 The mAP@0.5 thresholds are far above what an untrained (or broken) model reaches; the FCOS test
 checks that too, on the same data. Every head type is covered: FCOS, RetinaNet, ATSS, GFL (the
 nano preset and the CSP preset), GFLv2 (the MobileNetV3 preset), CenterNet and CornerNet. To keep the suite short
-(all seven train in about 10 minutes on 2 cores without AVX512), inputs are 128 px (a multiple of
+(the eight trainings take about 10 minutes of 2 cores without AVX512), inputs are 128 px (a multiple of
 every preset's padding, so no compute is spent on padding), the ResNet-18 presets train with a
 ResNet-10 body, and CenterNet's up-convolutions start from C4 (at 128 px C5 is a 4×4 map); heads —
 targets, losses and decoding — are those of the presets.
@@ -54,14 +54,14 @@ def test_tiny_fcos_reaches_map_threshold(shapes, tmp_path):
 # training in brackets); untrained models score ~0.00
 CENTERNET_C4 = ["backbone.name=resnet10", "backbone.out_levels=[4]", "neck.upconv_channels=[64,64]",
                 "neck.upconv_kernels=[4,4]"]
-FAMILY = [
+FAMILY = [  # longest first (the suite's processes share them out; conftest.py)
+    ("cornernet_hg_tiny", ["epochs=4"], 0.06),  # corner pooling, embeddings, soft-NMS; 0.120 (131 s)
+    ("gflv2_mobilenetv3_pan_nano", ["epochs=6"], 0.05),  # GFLv2 (DGQP); 0.118 (91 s)
     ("retinanet_r18_fpn_tiny", ["backbone.name=resnet10", "epochs=4", "train.lr=0.004"], 0.025),  # 0.050 (75 s)
     ("atss_r18_fpn_tiny", ["backbone.name=resnet10", "epochs=4", "train.lr=0.004"], 0.045),  # 0.095 (75 s)
-    ("gfl_shufflenetv2_pan_nano", ["epochs=4"], 0.06),  # GFL head + ATSS assignment; 0.120 (50 s)
-    ("gflv2_mobilenetv3_pan_nano", ["epochs=6"], 0.05),  # GFLv2 (DGQP); 0.118 (91 s)
-    ("gfl_csp_pan_n", ["epochs=4"], 0.05),  # the CSP body of plain convs, CSP-PAN; 0.103 (59 s)
     ("centernet_r18_tiny", [*CENTERNET_C4, "epochs=5", "train.lr=0.004"], 0.025),  # 0.056 (89 s)
-    ("cornernet_hg_tiny", ["epochs=4"], 0.06),  # corner pooling, embeddings, soft-NMS; 0.120 (131 s)
+    ("gfl_shufflenetv2_pan_nano", ["epochs=4"], 0.06),  # GFL head + ATSS assignment; 0.120 (50 s)
+    ("gfl_csp_pan_n", ["epochs=4"], 0.05),  # the CSP body of plain convs, CSP-PAN; 0.103 (59 s)
 ]
 
 

@@ -456,6 +456,7 @@ class Trainer:
         result = None
         if t.minutes > 0:
             self.start_budget()
+            self._extend_finished_budget()
         else:  # a budgeted run resumed with train.minutes=0 trains to train.epochs
             self.total_steps = None
         while self.epoch < t.epochs:
@@ -509,6 +510,21 @@ class Trainer:
                 model.predict(batch)
             model.train(was_training)
             self.budget.set_reserve((time.perf_counter() - start) / k, len(self.val_set))
+
+    def _extend_finished_budget(self) -> None:
+        """A finished budgeted run resumed with a larger ``train.minutes`` trains on: its length is
+        re-estimated for the new budget and the schedule laid over it (as a larger ``train.epochs`` extends
+        an epoch-set run). With the same budget it stays finished."""
+        t, ckpt = self.cfg.train, self.resume_state
+        if ckpt is None or self.total_steps is None or self.iteration < self.total_steps or self.epoch < t.epochs:
+            return
+        before = checkpoint_config(ckpt).train.minutes
+        if t.minutes <= before:
+            return
+        self._log(f"train.minutes {before:g} -> {t.minutes:g}: the finished run ({self.budget.elapsed() / 60:.2f} "
+                  "minutes spent) trains on, over a schedule laid on its new length")
+        self.total_steps = None  # until the first estimate, a few steps in
+        t.epochs = self.epoch + 1
 
     def _reestimate(self) -> None:
         """Set the run's length to the steps that fit in the budget (every process gets the same)."""
