@@ -95,6 +95,12 @@ def soft_nms(boxes: Tensor, scores: Tensor, groups: Tensor, method: str = "gauss
     ``max_per_group`` stops each group after that many selections: a group's later boxes score below its
     first ``max_per_group``, so they cannot be among the best ``max_per_group`` of an image either (the
     caller keeps that many per image); the worst case, 1000 boxes of one class, takes 100 steps, not 1000.
+
+    Every box returned scores at least ``min_score``: when no candidate does (a confident model on an image
+    without objects), the result is empty. mmcv's ``soft_nms`` differs there: its loop compares scores with
+    ``min_score`` only after decaying them, so the first box of each call is kept whatever its score — with
+    mmdetection's ``batched_nms`` (one call per image below 10000 boxes) the image's best box, e.g. one
+    CornerNet detection scoring below 1e-3 on an empty image, where this gives none.
     """
     if method not in ("gaussian", "linear"):
         raise ConfigError(f"soft-NMS method must be gaussian or linear, got '{method}'")
@@ -124,6 +130,8 @@ def soft_nms(boxes: Tensor, scores: Tensor, groups: Tensor, method: str = "gauss
             decay = torch.where(overlap >= iou_threshold, 1 - overlap, torch.ones_like(overlap))
         current = torch.where(live[:, None] & active, current * decay, current)
         active &= current >= min_score
+    if not picked_slot:  # no candidate reaches min_score
+        return torch.empty(0, dtype=torch.long, device=scores.device), current.new_zeros(0)
     kept = torch.stack(picked_slot, dim=1).flatten()
     kept_scores = torch.stack(picked_score, dim=1).flatten()
     found = kept >= 0
