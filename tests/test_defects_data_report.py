@@ -11,7 +11,7 @@ import torch
 
 from anchorfree.cli import main
 from anchorfree.config import Config, apply_overrides
-from anchorfree.data import generate_synthetic_dataset
+from anchorfree.data import check_dataset, generate_synthetic_dataset
 from anchorfree.engine.checkpoint import atomic_save, make_checkpoint
 from anchorfree.models.detector import Detector
 from anchorfree.models.postprocess import soft_nms
@@ -19,6 +19,7 @@ from anchorfree.presets import get_preset
 from anchorfree.structures import Batch
 
 from conftest import micro_config
+from test_formats import make_voc
 
 TINY_CORNERNET = ["model.input.min_size=64", "model.input.max_size=64", "backbone.hourglass_depth=2",
                   "backbone.hourglass_channels=[16,16,24]", "backbone.hourglass_blocks=[1,1,1]",
@@ -82,3 +83,34 @@ def test_soft_nms_eval_on_images_without_detections(model, tiny_synth, tmp_path,
                  "--save-results", *options]) == 0
     assert "AP50" in capsys.readouterr().out
     assert json.loads((run / "results.json").read_text()) == []
+
+
+# ---- VOC: missing image files ----------------------------------------------------------------------
+
+
+def test_voc_check_with_missing_images_names_each_file_and_keeps_the_classes(tmp_path, capsys):
+    """The XML files are read whether or not their image exists: class names and object counts come from them;
+    each missing image is one error naming its file, and nothing else is reported."""
+    objects = {"a": [("cat", 0, (1, 1, 20, 20))], "b": [("dog", 0, (1, 1, 20, 20)), ("dog", 0, (5, 5, 30, 25))],
+               "c": [("bird", 0, (2, 2, 30, 20))]}
+    root = make_voc(tmp_path / "voc", {k: ((40, 30), v) for k, v in objects.items()},
+                    {"train": ["a", "b"], "val": ["c"]})
+    (root / "JPEGImages" / "b.jpg").unlink()
+    report = check_dataset(root)
+    assert report.class_names == ["bird", "cat", "dog"]
+    assert [p.message for p in report.errors] == [
+        f"{root / 'ImageSets/Main/train.txt'}, line 2: image id 'b' is listed but {root / 'JPEGImages'} has no "
+        "image for it (b.jpg). Add the image or remove the line."]
+    assert report.stats["train"]["images"] == 1 and report.stats["train"]["boxes"] == 1
+    assert report.stats["val"]["images"] == 1 and report.stats["val"]["boxes"] == 1
+
+    for name in ("a", "c"):
+        (root / "JPEGImages" / f"{name}.jpg").unlink()
+    assert main(["data", "check", str(root)]) == 2
+    captured = capsys.readouterr()
+    assert "classes (3): bird, cat, dog" in captured.out
+    report = check_dataset(root)
+    assert report.class_names == ["bird", "cat", "dog"]
+    assert sorted(p.message.split("image id ")[1][:3] for p in report.errors) == ["'a'", "'b'", "'c'"]
+    assert all("is listed but" in p.message for p in report.problems)
+    assert "no <object>" not in captured.err and "has no images" not in captured.err

@@ -97,7 +97,7 @@ def default_image_sets(roots: Sequence[Path], source: str,
 
 @dataclass
 class _VocImage:
-    image: Path
+    image: Path | None  # None when the image file is missing (its objects still name classes)
     xml: Path
     width: int  # 0 when the XML has no usable <size>
     height: int
@@ -142,8 +142,11 @@ class VocReader:
         names = self.class_names
         label_of = {name: label for label, name in enumerate(names)}
         log = self.log
-        entries = [img for path in self.image_sets[split] for img in self._parse_list(path)]
+        listed = [img for path in self.image_sets[split] for img in self._parse_list(path)]
+        entries = [img for img in listed if img.image is not None]  # each missing image is already an error
         if not entries:
+            if listed:
+                log.stop(file=self.source)  # no image of the split exists: the errors are recorded
             log.stop(f"{self.source}: split '{split}' has no images.", self.source)
         sizes = np.asarray([(e.width, e.height) for e in entries], dtype=np.int64)
         unknown = np.flatnonzero((sizes <= 0).any(axis=1))
@@ -213,24 +216,26 @@ class VocReader:
                 continue
             entry = _parse_xml(xml, log)
             image = _find_image(root / "JPEGImages", image_id, entry.image if entry else Path(""), path, lineno, log)
-            if entry is None or image is None:
+            if entry is None:
                 continue
-            entry.image = image
+            entry.image = image  # None: left out of the split, but the XML was read (class names, statistics)
             out.append(entry)
         return out
 
 
 def _find_image(folder: Path, image_id: str, filename: Path, listed_in: Path, lineno: int,
                 log: ProblemLog) -> Path | None:
-    """``JPEGImages/<id>.jpg``, else the XML's ``<filename>``, else ``<id>`` with another image suffix."""
+    """``JPEGImages/<id>.jpg``, else the XML's ``<filename>``, else ``<id>`` with another image suffix;
+    ``None`` (and one error naming the file) when there is none."""
     names = [f"{image_id}.jpg", filename.name, *(image_id + s for s in IMAGE_SUFFIXES + tuple(map(str.upper,
                                                                                                 IMAGE_SUFFIXES)))]
     for name in names:
         if name and os.path.isfile(os.path.join(folder, name)):
             return folder / name
+    tried = list(dict.fromkeys(n for n in names[:2] if n))
     log.error(f"{listed_in}, line {lineno}: image id {image_id!r} is listed but {folder} has no image "
-              f"for it ({image_id}.jpg{' or ' + filename.name if filename.name else ''}). Add the image "
-              "or remove the line.", listed_in, f"line {lineno}", "missing image")
+              f"for it ({' or '.join(tried)}). Add the image or remove the line.", listed_in, f"line {lineno}",
+              "missing image")
     return None
 
 
