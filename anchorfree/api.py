@@ -24,7 +24,7 @@ try:
     import torch
     from torch import Tensor
 
-    from .data import build_transforms, collate, load_image
+    from .data import build_transforms, collate
     from .engine.checkpoint import load_detector
     from .models.fuse import inference_detector
     from .runtime import autocast, mixed_precision_available, select_device
@@ -65,31 +65,40 @@ def load_model(path: str | Path, device: str = "auto", fast: bool | None = None)
     return Model(path, device=device, fast=fast)
 
 
-def to_uint8_chw(image: ImageLike) -> Tensor:
-    """Any supported image input → ``uint8 [3, H, W]`` RGB."""
+def to_uint8_chw(image: ImageLike, orient: bool = True) -> Tensor:
+    """Any supported image input → ``uint8 [3, H, W]`` RGB. Files and PIL images are read as
+    :func:`~anchorfree.export.preprocess.to_rgb_array` reads them for exported models: turned as their EXIF
+    orientation says (as photo viewers show them) unless ``orient=False`` (the stored pixels, the grid that
+    dataset annotations refer to)."""
     _require_torch("to_uint8_chw")
-    if isinstance(image, (str, Path)):
-        return load_image(Path(image))
-    if isinstance(image, (Image.Image, np.ndarray)):  # PIL / numpy: the conversion the exported predictor uses
-        return torch.from_numpy(to_rgb_array(image)).permute(2, 0, 1).contiguous()
     if isinstance(image, Tensor):
         if image.ndim != 3 or image.shape[0] not in (1, 3):
             raise AnchorfreeError(f"tensor images must be CxHxW with C = 1 or 3, got shape {tuple(image.shape)}")
         if image.dtype != torch.uint8:
             image = (image.float().clamp(0, 1) * 255).round().to(torch.uint8)  # float tensors are 0..1
         return image.expand(3, -1, -1).contiguous()
-    return torch.from_numpy(to_rgb_array(image)).permute(2, 0, 1).contiguous()  # its message for other types
+    array = to_rgb_array(image, orient=orient)  # its message for unsupported types
+    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
 
 
 class Model:
     """A trained detector ready for inference.
 
     Args:
-        checkpoint: a ``.pt`` file or a run folder (``best.pt`` is used).
+        checkpoint: a ``.pt`` file or a run folder (``best.pt`` is used). An exported file (``.onnx``, ``.pt2``,
+            ``.torchscript``) gives what :func:`load_model` gives for it: an
+            :class:`~anchorfree.export.predictor.ExportedModel`, called the same way.
         device: ``auto``, ``cpu``, ``cuda``...
         fast: bf16 autocast on CPUs with native bf16 (AMP on CUDA) and channels_last; ``None``
             enables it where the hardware supports it.
     """
+
+    def __new__(cls, checkpoint: str | Path | None = None, *args: Any, **kwargs: Any) -> "Model | ExportedModel":
+        from .export.predictor import export_format
+
+        if cls is Model and checkpoint is not None and export_format(checkpoint) is not None:
+            return load_model(checkpoint, *args, **kwargs)  # an export: its predictor (not a Model, so no __init__)
+        return super().__new__(cls)
 
     def __init__(self, checkpoint: str | Path, device: str = "auto", fast: bool | None = None) -> None:
         _require_torch(f"Model({checkpoint})")

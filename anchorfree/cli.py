@@ -282,21 +282,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-
-
 def _collect_images(inputs: list[str]) -> list[Path]:
+    """The image files of ``inputs`` (files, and the images of folders); videos are named and left out."""
     from .errors import AnchorfreeError
+    from .images import IMAGE_SUFFIXES, VIDEO_SUFFIXES, video_container, video_problem
 
     paths: list[Path] = []
+    videos: list[tuple[Path, str]] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            paths += sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+            files = sorted(f for f in p.iterdir() if f.is_file())
+            paths += [f for f in files if f.suffix.lower() in IMAGE_SUFFIXES]
+            videos += [(f, VIDEO_SUFFIXES[f.suffix.lower()]) for f in files if f.suffix.lower() in VIDEO_SUFFIXES]
         elif p.is_file():
-            paths.append(p)
+            container = VIDEO_SUFFIXES.get(p.suffix.lower())
+            try:
+                with p.open("rb") as f:
+                    container = video_container(f.read(512)) or container
+            except OSError:
+                pass  # reading it fails again below, with the error reported per file
+            if container:
+                videos.append((p, container))
+            else:
+                paths.append(p)
         else:
             raise AnchorfreeError(f"{p} is neither an image file nor a folder")
+    if videos and not paths:
+        first, container = videos[0]
+        more = f" (and {len(videos) - 1} more video file(s))" if len(videos) > 1 else ""
+        raise AnchorfreeError(f"{first} {video_problem(container)}{more}")
+    if videos:
+        listed = ", ".join(str(v) for v, _ in videos[:5]) + (f" and {len(videos) - 5} more" if len(videos) > 5 else "")
+        print(f"note: skipped {len(videos)} video file(s): {listed} — video is not supported; predict on their frames "
+              "(e.g. ffmpeg -i video.mp4 -vf fps=5 frames/%06d.jpg)", file=sys.stderr)
     if not paths:
         raise AnchorfreeError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found in {' '.join(inputs)}")
     return paths
@@ -470,6 +489,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
     from .api import load_model, to_uint8_chw
     from .errors import AnchorfreeError
+    from .images import ImageReadError
     from .structures import Detections
     from .visualize import draw_detections, save_image
 
@@ -486,11 +506,12 @@ def cmd_predict(args: argparse.Namespace) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results, total, unreadable = [], 0, []
+    orient = not args.annotations  # scored against annotations: their (stored) pixel grid, as `eval` reads it
     for image_id, path in zip(image_ids, tqdm(paths, desc="predict", unit="img")):
         try:
-            image = to_uint8_chw(path)
-        except AnchorfreeError as e:  # a damaged or non-image file: skip it, report it at the end
-            unreadable.append((path, str(e).split(" (image id")[0]))
+            image = to_uint8_chw(path, orient=orient)
+        except ImageReadError as e:  # a damaged, non-image or video file: skip it, report it at the end
+            unreadable.append((path, e))
             continue
         pred = model(image, **options)
         entries = pred.to_coco(image_id)
@@ -503,16 +524,19 @@ def cmd_predict(args: argparse.Namespace) -> None:
         total += len(pred)
     done = len(paths) - len(unreadable)
     if not done:
+        if all(e.kind == "video" for _, e in unreadable):
+            raise unreadable[0][1]
         raise AnchorfreeError(f"none of the {len(paths)} images could be read (e.g. {unreadable[0][1]}); check that "
                               "the files are images (JPEG, PNG, BMP, WebP, TIFF) and not damaged")
     (out / "results.json").write_text(json.dumps(results))
     print(f"{total} detections on {done} images; drawn images and results.json in {out}")
     if unreadable:
-        listed = "\n  ".join(f"{p}: {why}" for p, why in unreadable[:10])
+        listed = "\n  ".join(f"{p}: {e.problem}" + (f" ({e.reason})" if e.reason else "") for p, e in unreadable[:10])
         more = f"\n  … and {len(unreadable) - 10} more" if len(unreadable) > 10 else ""
-        print(f"skipped {len(unreadable)} unreadable file(s) — no results for them:\n  {listed}{more}\nRe-export or "
-              "remove these files (e.g. open and save them again with an image editor) and run predict on them "
-              "again.", file=sys.stderr)
+        advice = ("\nRe-export or remove these files (e.g. open and save them again with an image editor) and run "
+                  "predict on them again." if any(e.kind != "video" for _, e in unreadable) else "")
+        print(f"skipped {len(unreadable)} unreadable file(s) — no results for them:\n  {listed}{more}{advice}",
+              file=sys.stderr)
 
 
 def _annotation_ids(ann_file: str, paths: list[Path], class_names: list) -> tuple[list[int], list[int], list[Path]]:

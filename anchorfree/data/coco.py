@@ -10,11 +10,9 @@ collected).
 """
 from __future__ import annotations
 
-import io
 import itertools
 import json
 import math
-import warnings
 from collections.abc import Callable, Sequence
 from operator import itemgetter, methodcaller
 from pathlib import Path
@@ -22,18 +20,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 from torch.utils.data import Dataset
-
-try:  # deprecated since torchvision 0.29 (moving to TorchCodec); PIL is the fallback decoder
-    from torchvision.io import ImageReadMode, decode_image
-except ImportError:  # pragma: no cover - future torchvision without image decoding
-    decode_image = None
 
 from anchorfree.data.report import ProblemLog
 from anchorfree.data.transforms import MIN_BOX_SIZE
 from anchorfree.errors import DatasetError
+from anchorfree.images import ImageReadError, read_image
 
 __all__ = ["CocoDetection", "check_coco_dict", "coco_source", "load_image", "read_categories", "read_coco_json",
            "size_mismatch_message"]
@@ -129,31 +122,15 @@ def read_categories(data: dict[str, Any], path: str | Path,
 
 
 def load_image(path: str | Path, image_id: int | str = "?") -> Tensor:
-    """Decode an image file to ``uint8 [3, H, W]`` RGB (torchvision, then PIL as a fallback)."""
-    path = Path(path)
-    hint = f"(image id {image_id}). Fix the file or remove the image entry from the annotation file."
-    if not path.is_file():
-        raise DatasetError(f"Image file {path} does not exist {hint}")
+    """A dataset image as ``uint8 [3, H, W]`` RGB, its pixels as stored (the EXIF orientation tag is not applied:
+    annotations refer to the stored grid), decoded by :func:`anchorfree.images.read_image`."""
     try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise DatasetError(f"Cannot read image file {path} {hint} ({e})") from None
-    if decode_image is not None:
-        try:
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", "The image decoding and encoding", DeprecationWarning)
-                return decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
-        except (RuntimeError, ValueError):
-            pass  # formats or variants torchvision cannot decode: let PIL try
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            array = np.array(im.convert("RGB"))
-    except UnidentifiedImageError:
-        raise DatasetError(f"Image file {path} is corrupt or not a supported image {hint} (neither torchvision nor "
-                           "PIL recognises its format)") from None
-    except Exception as e:  # PIL raises many types for corrupt data
-        raise DatasetError(f"Image file {path} is corrupt or not a supported image {hint} ({e})") from None
-    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+        array = read_image(path, orient=False)
+    except ImageReadError as e:
+        hint = f"(image id {image_id}). Fix the file or remove the image entry from the annotation file."
+        what = f"{e.problem} {hint}" + (f" ({e.reason})" if e.reason else "")
+        raise DatasetError(f"Image file {Path(path)} {what}") from None
+    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
 
 
 def size_mismatch_message(path: str | Path, image_id: Any, real_hw: tuple[int, int], declared_hw: tuple[int, int],

@@ -16,6 +16,7 @@ import torch
 
 from ..config import Config, from_dict, to_dict
 from ..errors import CheckpointError
+from ..export.predictor import export_format
 from ..models.detector import Detector
 
 FORMAT = "anchorfree-checkpoint"
@@ -80,11 +81,18 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             raise CheckpointError(f"{path} is a folder without best.pt or last.pt; pass a run folder or a .pt file")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
+    fmt = export_format(path)
+    if fmt is not None:
+        raise CheckpointError(f"{path} is an exported model ({fmt}), not a training checkpoint: run it with "
+                              f"anchorfree.load_model('{path}') (or anchorfree predict / serve), or pass the run's "
+                              "best.pt / last.pt here")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:  # noqa: BLE001 - truncated or foreign files all need the same advice
-        raise CheckpointError(f"cannot read checkpoint {path} ({type(e).__name__}: {e}); the file is corrupt or "
-                              "not a PyTorch checkpoint — use last.pt/best.pt from a run folder") from None
+        raise CheckpointError(f"cannot read checkpoint {path} ({type(e).__name__}: {e}); it is not a PyTorch "
+                              "checkpoint torch.load can read (a truncated file, or another kind of file: exported "
+                              "models run with anchorfree.load_model) — use last.pt/best.pt from a run "
+                              "folder") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an anchorfree checkpoint (no '{FORMAT}' marker); torchvision weights "
                               "are loaded with anchorfree.interop.torchvision.load_torchvision_fcos")

@@ -1,7 +1,7 @@
 """What the PyTorch path does to an image before the network, in NumPy (no PyTorch needed).
 
 * :func:`to_rgb_array`: any supported image input → ``uint8 [H, W, 3]`` RGB, with the rules of
-  :func:`anchorfree.api.to_uint8_chw` (paths are decoded by PIL);
+  :func:`anchorfree.api.to_uint8_chw` (files by :func:`anchorfree.images.read_image`, EXIF orientation applied);
 * :func:`keep_ratio_size`: torchvision's detection resize rule (:func:`anchorfree.data.keep_ratio_size`);
 * :func:`resize_bilinear`: the resize of :class:`anchorfree.data.ResizeKeepRatio` — torchvision's
   ``resize(antialias=False)`` on a ``uint8`` image, which on CPUs with AVX2 (and on ARM) runs PyTorch's
@@ -24,21 +24,19 @@ import numpy as np
 from PIL import Image
 
 from ..errors import AnchorfreeError
+from ..images import orient_image, read_image
 
 
-def to_rgb_array(image: Any) -> np.ndarray:
-    """A path, PIL image, ``HxW``/``HxWxC`` array (uint8, or float 0..1) or ``CxHxW`` tensor → ``uint8 [H, W, 3]``."""
+def to_rgb_array(image: Any, orient: bool = True) -> np.ndarray:
+    """A path, PIL image, ``HxW``/``HxWxC`` array (uint8, or float 0..1) or ``CxHxW`` tensor → ``uint8 [H, W, 3]``.
+
+    Files are read by :func:`anchorfree.images.read_image`; files and PIL images are turned as their EXIF
+    orientation says unless ``orient=False`` (arrays and tensors carry no orientation)."""
     if isinstance(image, (str, Path)):
-        path = Path(image)
-        if not path.is_file():
-            raise AnchorfreeError(f"image file {path} does not exist")
-        try:
-            with Image.open(path) as im:
-                return np.array(im.convert("RGB"))
-        except Exception as e:  # PIL raises many types for corrupt data
-            raise AnchorfreeError(f"image file {path} is corrupt or not a supported image ({e})") from None
+        return read_image(image, orient=orient)
     if isinstance(image, Image.Image):
-        return np.array(image.convert("RGB"))
+        image = orient_image(image) if orient else image
+        return np.array(image if image.mode == "RGB" else image.convert("RGB"))
     if hasattr(image, "detach") and hasattr(image, "permute"):  # a torch tensor, without importing torch
         if image.ndim != 3 or image.shape[0] not in (1, 3):
             raise AnchorfreeError(f"tensor images must be CxHxW with C = 1 or 3, got shape {tuple(image.shape)}")

@@ -5,14 +5,13 @@ Every problem raises :class:`RequestError`, whose message says what was wrong an
 """
 from __future__ import annotations
 
-import io
-import warnings
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
+
+from .. import images
 
 IMAGE_FIELDS = ("image", "file")
 RAW_TYPES = ("application/octet-stream",)  # besides image/*
@@ -94,29 +93,21 @@ async def _form_image(request: Request, body: bytes) -> bytes:
 
 
 def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
-    """``uint8 [H, W, 3]`` RGB of an encoded image (any format PIL reads), turned as its EXIF orientation
-    says (as browsers show it). Refused: not an image (400), more than ``max_pixels`` pixels (413)."""
-    if not data:
-        raise RequestError(400, f"the image is empty (0 bytes); {HOW_TO_SEND}")
+    """``uint8 [H, W, 3]`` RGB of an uploaded image, read as ``anchorfree predict`` and the Python API read a file
+    (:func:`anchorfree.images.decode_image`: turned as its EXIF orientation says, as browsers show it). Refused:
+    not an image (400), a video (415), more than ``max_pixels`` pixels (413)."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as im:
-                width, height = im.size
-                if width * height > max_pixels:
-                    raise RequestError(413, _too_many_pixels(width, height, max_pixels))
-                im = ImageOps.exif_transpose(im)
-                return np.array(im.convert("RGB"))
-    except RequestError:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise RequestError(413, _too_many_pixels(None, None, max_pixels)) from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as e:
+        return images.decode_image(data, "the uploaded image", orient=True, max_pixels=max_pixels)
+    except images.ImageReadError as e:
+        if e.kind == "empty":
+            raise RequestError(400, f"the image is empty (0 bytes); {HOW_TO_SEND}") from None
+        if e.kind == "too_large":
+            raise RequestError(413, _too_many_pixels(*(e.size or (None, None)), max_pixels)) from None
+        if e.kind == "video":
+            raise RequestError(415, f"{e}; send one image (JPEG, PNG, WebP, BMP, GIF or TIFF) per request") from None
         what = "text" if data[:64].isascii() else "data"
-        reason = "not a format PIL recognises" if isinstance(e, UnidentifiedImageError) else (
-            f"{type(e).__name__}: {str(e)[:120]}")
         raise RequestError(400, f"the uploaded {what} ({_mib(len(data))}) is not an image that can be decoded "
-                                f"({reason}); send a JPEG, PNG, WebP, BMP, GIF or TIFF file") from None
+                                f"({e.reason}); send a JPEG, PNG, WebP, BMP, GIF or TIFF file") from None
 
 
 def _too_many_pixels(width: int | None, height: int | None, max_pixels: int) -> str:
