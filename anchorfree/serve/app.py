@@ -32,6 +32,7 @@ from ..errors import AnchorfreeError  # noqa: E402
 from .batching import BatchQueue  # noqa: E402
 from .info import describe_model, input_key, load  # noqa: E402
 from .inputs import RequestError, decode_image, image_bytes  # noqa: E402
+from .schema import IMAGE_BODY, PREDICT_ERRORS, PredictAnswer  # noqa: E402
 
 log = logging.getLogger("anchorfree.serve")
 
@@ -42,7 +43,7 @@ DEFAULT_MAX_BATCH = 8
 
 NmsMode = Literal["classwise", "agnostic", "soft_gaussian", "soft_linear", "none"]
 QUERY_PARAMETERS = ("score_thresh", "max_detections", "nms", "nms_thresh")
-ENDPOINTS = "GET / (web page), GET /health, GET /model, POST /predict, GET /docs"
+ENDPOINTS = "GET / (web page), GET /health, GET /model, POST /predict, GET /openapi.json"
 
 
 def _json_error(status: int, message: str) -> JSONResponse:
@@ -134,7 +135,10 @@ def create_app(model: Any, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
         yield
         await batcher.close()
 
+    # no /docs or /redoc: FastAPI's pages load their scripts from a CDN and are blank offline; the schema is at
+    # /openapi.json for any OpenAPI viewer, and the web page at / needs nothing from elsewhere
     app = FastAPI(title=f"anchorfree: {description['name']}", version=__version__, lifespan=lifespan,
+                  docs_url=None, redoc_url=None,
                   description="Object detection over HTTP: POST an image to /predict; the web page is at /.")
     app.state.model, app.state.batcher, app.state.description = model, batcher, description
     _install_error_handlers(app)
@@ -154,12 +158,8 @@ def create_app(model: Any, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
         options, and this server's limits."""
         return {**description, "server": limits}
 
-    @app.post("/predict", dependencies=[Depends(_reject_unknown_query)], openapi_extra={"requestBody": {
-        "required": True, "description": "the image: a multipart form field 'image' (or 'file'), or the raw bytes",
-        "content": {"multipart/form-data": {"schema": {"type": "object", "properties": {
-            "image": {"type": "string", "format": "binary"}}}},
-            "image/*": {"schema": {"type": "string", "format": "binary"}},
-            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}})
+    @app.post("/predict", dependencies=[Depends(_reject_unknown_query)], response_model=PredictAnswer,
+              responses=PREDICT_ERRORS, openapi_extra={"requestBody": IMAGE_BODY})
     async def predict(
         request: Request,
         score_thresh: Annotated[float | None, Query(ge=0, le=1, description="minimum score (default: the "
@@ -167,7 +167,7 @@ def create_app(model: Any, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
         max_detections: Annotated[int | None, Query(ge=1, description="detections kept")] = None,
         nms: Annotated[NmsMode | None, Query(description="suppression (default: the model's)")] = None,
         nms_thresh: Annotated[float | None, Query(ge=0, le=1, description="IoU of hard NMS")] = None,
-    ) -> dict[str, Any]:
+    ) -> Any:
         """Detect objects in one image. Returns ``detections`` (``box`` ``[x1, y1, x2, y2]`` in the
         image's pixels, ``score``, ``label``, ``class_name``), ``image_size`` ``[h, w]``, ``model`` and
         ``time_ms`` (on the server, from the request to the answer)."""
@@ -178,8 +178,8 @@ def create_app(model: Any, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
                    "nms_thresh": nms_thresh}
         try:
             prediction = await batcher.submit(image, options)
-        except AnchorfreeError as e:  # an option this model cannot apply
-            raise RequestError(400, str(e)) from None
+        except AnchorfreeError as e:  # a valid option this model cannot apply (e.g. an nms an export lacks)
+            raise RequestError(422, str(e)) from None
         except Exception as e:  # this request fails, the server keeps serving
             log.exception("inference failed on a %dx%d image", image.shape[1], image.shape[0])
             return _json_error(500, f"inference failed ({type(e).__name__}: {str(e)[:300]}); the server keeps "
