@@ -25,23 +25,24 @@ def line_width(image: Tensor) -> int:
 
 
 def draw_boxes(image: Tensor, boxes: Tensor, captions: Sequence[str] | None = None,
-               colors: Sequence[str] | None = None, width: int | None = None, fill_labels: bool = False) -> Tensor:
+               colors: Sequence[str] | None = None, width: int | None = None) -> Tensor:
     """``uint8 [3, H, W]`` image with ``boxes`` (``[N, 4]`` xyxy pixels) drawn, each with its caption and
-    colour (default: no captions, the first palette colour); ``width`` defaults to :func:`line_width`;
-    ``fill_labels`` writes the captions in white on the box colour (legible on any background)."""
+    colour (default: no captions, the first palette colour); ``width`` defaults to :func:`line_width`.
+    Captions are white on a label filled with the box colour, legible on any background: the one style of
+    every drawing (predict, TensorBoard, the reports; the web page draws the same)."""
     if len(boxes) == 0:
         return image
     colors = list(colors) if colors is not None else [_PALETTE[0]] * len(boxes)
     width = line_width(image) if width is None else width
-    labels = list(captions) if captions is not None else None
-    if fill_labels and labels is not None:
-        return draw_bounding_boxes(image, boxes.float().cpu().reshape(-1, 4), labels, colors=colors, width=width,
-                                   fill_labels=True, label_colors="white", label_background_colors=colors)
-    return draw_bounding_boxes(image, boxes.float().cpu().reshape(-1, 4), labels, colors=colors, width=width)
+    boxes = boxes.float().cpu().reshape(-1, 4)
+    if captions is None:
+        return draw_bounding_boxes(image, boxes, colors=colors, width=width)
+    return draw_bounding_boxes(image, boxes, list(captions), colors=colors, width=width, fill_labels=True,
+                               label_colors="white", label_background_colors=colors)
 
 
 def draw_detections(image: Tensor, det: Detections, class_names: list[str] | None = None) -> Tensor:
-    """``uint8 [3, H, W]`` image with boxes, class names and scores drawn."""
+    """``uint8 [3, H, W]`` image with boxes drawn in class colours, captioned with class names and scores."""
     if len(det) == 0:
         return image
     names = [(class_names[int(label)] if class_names else str(int(label))) for label in det.labels]
@@ -55,7 +56,7 @@ def draw_ground_truth(image: Tensor, boxes: Tensor, labels: Tensor, class_names:
     """``uint8 [3, H, W]`` image with ground-truth ``boxes`` (xyxy) in class colours, captioned with their class
     names on filled labels."""
     names = [(class_names[int(label)] if class_names else str(int(label))) for label in labels]
-    return draw_boxes(image, boxes, names, [class_color(label) for label in labels], width, fill_labels=True)
+    return draw_boxes(image, boxes, names, [class_color(label) for label in labels], width)
 
 
 def save_image(image: Tensor, path: str | Path) -> None:

@@ -46,7 +46,7 @@ def draw_gt_panel(image: Tensor, gt: ImageBoxes, status: Sequence[str], class_na
     captions = [_name(class_names, int(label)) + (" (crowd)" if crowd else "")
                 for label, crowd in zip(gt.labels, gt.crowd)]
     image, boxes = fit_display(image, gt.boxes)
-    return draw_boxes(image, boxes, captions, [STATUS_COLORS[s] for s in status], DISPLAY_WIDTH, fill_labels=True)
+    return draw_boxes(image, boxes, captions, [STATUS_COLORS[s] for s in status], DISPLAY_WIDTH)
 
 
 def draw_det_panel(image: Tensor, det: ImageBoxes, status: Sequence[str], class_names: Sequence[str]) -> Tensor:
@@ -54,7 +54,7 @@ def draw_det_panel(image: Tensor, det: ImageBoxes, status: Sequence[str], class_
     scores = det.scores if det.scores is not None else np.zeros(len(det))
     captions = [f"{_name(class_names, int(label))} {float(score):.2f}" for label, score in zip(det.labels, scores)]
     image, boxes = fit_display(image, det.boxes)
-    return draw_boxes(image, boxes, captions, [STATUS_COLORS[s] for s in status], DISPLAY_WIDTH, fill_labels=True)
+    return draw_boxes(image, boxes, captions, [STATUS_COLORS[s] for s in status], DISPLAY_WIDTH)
 
 
 def gallery_items(image_dir: str | Path, gt_images: Mapping[int, Mapping[str, Any]],
@@ -96,5 +96,5 @@ def ground_truth_thumbnail(image: Tensor, boxes: np.ndarray, labels: np.ndarray,
                               torch.as_tensor(labels[~crowd]), class_names, DISPLAY_WIDTH)
     if crowd.any():
         drawn = draw_boxes(drawn, scaled[torch.as_tensor(crowd, dtype=torch.bool)], ["crowd"] * int(crowd.sum()),
-                           [STATUS_COLORS["crowd"]] * int(crowd.sum()), DISPLAY_WIDTH, fill_labels=True)
+                           [STATUS_COLORS["crowd"]] * int(crowd.sum()), DISPLAY_WIDTH)
     return drawn
