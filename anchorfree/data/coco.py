@@ -281,6 +281,17 @@ class CocoDetection(Dataset):
         labels = torch.from_numpy(self._labels[start:end].copy())
         return image, boxes, labels, info
 
+    def ground_truth(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Image ``index``'s ground truth as loaded, for reports and tools that draw or match it: ``(boxes float32
+        [N, 4] xyxy, labels int64 [N], crowd bool [N])``, the training boxes then the crowd regions, both clipped
+        to the image, without the boxes dropped at load time (see :attr:`stats`)."""
+        start, end = self._offsets[index], self._offsets[index + 1]
+        c_start, c_end = self._crowd_offsets[index], self._crowd_offsets[index + 1]
+        boxes = np.concatenate([self._boxes[start:end], self._crowd_boxes[c_start:c_end]]).reshape(-1, 4)
+        labels = np.concatenate([self._labels[start:end], self._crowd_labels[c_start:c_end]])
+        crowd = np.arange(len(labels)) >= end - start
+        return boxes, labels, crowd
+
     def __getitem__(self, index: int) -> tuple[Tensor, dict[str, Any]]:
         image, boxes, labels, info = self.load_sample(index)
         orig_size = tuple(image.shape[-2:])
@@ -336,7 +347,8 @@ class CocoDetection(Dataset):
         return np.where(self._sorted_ids[pos] == image_ids, self._id_order[pos], -1)
 
     def _parse_annotations(self, annotations: list[Any], skipped_ids: set[Any], log: ProblemLog) -> None:
-        """Validate annotations; store clipped non-crowd boxes grouped by image, and :attr:`stats`."""
+        """Validate annotations; store the clipped boxes (training boxes and crowd regions apart) grouped by image,
+        and :attr:`stats`."""
         columns = self._annotation_columns(annotations)
         if columns is None:
             columns = self._checked_annotation_columns(annotations, skipped_ids, log)
@@ -348,12 +360,9 @@ class CocoDetection(Dataset):
         valid = ((clipped[:, 2:] - clipped[:, :2]) >= MIN_BOX_SIZE).all(axis=1)
         was_clipped = (np.abs(clipped - xyxy) > CLIP_TOLERANCE).any(axis=1)
         keep = valid & ~crowd
-
-        order = np.argsort(image_index[keep], kind="stable")
-        self._boxes = np.ascontiguousarray(clipped[keep][order], dtype=np.float32)
-        self._labels = labels[keep][order]
-        counts = np.bincount(image_index[keep], minlength=len(self))
-        self._offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        self._crowd_boxes, self._crowd_labels, self._crowd_offsets, _ = _by_image(
+            clipped, labels, image_index, valid & crowd, len(self))  # regions to ignore, for evaluation tools
+        self._boxes, self._labels, self._offsets, counts = _by_image(clipped, labels, image_index, keep, len(self))
         self.stats = {
             "images": len(self),
             "annotations": len(annotations),
@@ -458,6 +467,16 @@ class CocoDetection(Dataset):
     def __repr__(self) -> str:
         return (f"{type(self).__name__}({self.source}, images={len(self)}, "
                 f"boxes={self.stats['boxes']}, classes={self.num_classes}, train={self.train})")
+
+
+def _by_image(xyxy: np.ndarray, labels: np.ndarray, image_index: np.ndarray, keep: np.ndarray,
+              num_images: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The boxes where ``keep`` grouped by image: ``(boxes float32 [M, 4], labels [M], offsets [N + 1], counts
+    [N])``."""
+    order = np.argsort(image_index[keep], kind="stable")
+    counts = np.bincount(image_index[keep], minlength=num_images)
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    return np.ascontiguousarray(xyxy[keep][order], dtype=np.float32), labels[keep][order], offsets, counts
 
 
 # ---------------------------------------------------------------------------------------- images

@@ -174,29 +174,27 @@ def _unusual_boxes(gt: Mapping[str, Any], stats: SplitStatistics, names: Mapping
 
 
 def _thumbnails(ds: CocoDetection, gt: Mapping[str, Any], show: int) -> list[dict]:
+    """``show`` images spread over ``ds``, drawn with the boxes its loader keeps; a caption counts the
+    annotations it dropped (zero or negative size after clipping: listed under "boxes to look at")."""
     if show <= 0 or len(ds) == 0:
         return []
-    label_of = {cat: i for i, cat in enumerate(ds.cat_ids)}
-    anns_of: dict[int, list] = {}
-    for ann in gt["annotations"]:
-        anns_of.setdefault(ann["image_id"], []).append(ann)
+    written = Counter(ann["image_id"] for ann in gt["annotations"])
     picks = sorted(set(np.linspace(0, len(ds) - 1, min(show, len(ds))).round().astype(int).tolist()))
     figures = []
     for index in picks:
         info = ds.get_image_info(index)
-        anns = anns_of.get(info["id"], [])
-        boxes = np.array([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]]
-                          for a in anns], dtype=float).reshape(-1, 4)
-        labels = np.array([label_of[int(a["category_id"])] for a in anns], dtype=np.int64)
-        crowd = np.array([bool(a.get("iscrowd", 0)) for a in anns], dtype=bool)
+        boxes, labels, crowd = ds.ground_truth(index)
         try:
             image = load_image(ds.image_dir / info["file_name"], info["id"])
         except DatasetError as e:
             figures.append({"uri": _blank_uri(), "alt": "unreadable image", "caption": str(e)})
             continue
         drawn = ground_truth_thumbnail(image, boxes, labels, crowd, ds.class_names)
-        figures.append({"uri": image_uri(drawn), "alt": f"{info['file_name']} with its boxes",
-                        "caption": f"{info['file_name']} (id {info['id']}): {_count(len(anns), 'box', 'boxes')}"})
+        caption = f"{info['file_name']} (id {info['id']}): {_count(len(labels), 'box', 'boxes')}"
+        dropped = written[info["id"]] - len(labels)
+        if dropped > 0:
+            caption += f"; {_count(dropped, 'box', 'boxes')} of zero or negative size not drawn"
+        figures.append({"uri": image_uri(drawn), "alt": f"{info['file_name']} with its boxes", "caption": caption})
     return figures
 
 

@@ -122,9 +122,10 @@ def bar_figure(names: Sequence[str], values: Sequence[float], ylabel: str, title
 
 
 def box_size_figure(widths: np.ndarray, heights: np.ndarray) -> str:
-    """Histogram of the box size √(w·h) on a log axis, with COCO's small/medium/large boundaries."""
-    size = np.sqrt(widths * heights)
-    size = size[size > 0]
+    """Histogram of the box size √(w·h) on a log axis, with COCO's small/medium/large boundaries (boxes of zero or
+    negative width or height are left out)."""
+    valid = (widths > 0) & (heights > 0)
+    size = np.sqrt(widths[valid] * heights[valid])
     fig = Figure(figsize=(WIDTH, 3.4))
     ax = fig.add_subplot()
     if size.size:

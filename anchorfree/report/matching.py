@@ -16,9 +16,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from anchorfree.data import CocoDetection
 
 UNMATCHED = -1
 """``ImageMatch.det_to_gt`` value of a detection that matched no ground-truth box."""
@@ -211,16 +214,14 @@ def worst_first(images: Iterable[ImageErrors], limit: int | None = None) -> list
     return ordered if limit is None else ordered[:limit]
 
 
-def ground_truth_from_coco(gt: Mapping[str, Any], cat_ids: list[int]) -> dict[int, ImageBoxes]:
-    """Image id → ground-truth boxes of a COCO dict (every image, in ``images`` order; labels are the
-    indices of the category ids in ``cat_ids``; crowd annotations are crowd regions)."""
-    label_of = {int(c): i for i, c in enumerate(cat_ids)}
-    per_image: dict[int, list[tuple[list[float], int, bool]]] = {int(img["id"]): [] for img in gt["images"]}
-    for ann in gt["annotations"]:
-        x, y, w, h = (float(v) for v in ann["bbox"])
-        per_image.setdefault(int(ann["image_id"]), []).append(
-            ([x, y, x + w, y + h], label_of[int(ann["category_id"])], bool(ann.get("iscrowd", 0))))
-    return {image_id: _to_boxes(entries, with_scores=False) for image_id, entries in per_image.items()}
+def ground_truth_of(dataset: CocoDetection) -> dict[int, ImageBoxes]:
+    """Image id → ground-truth boxes of every image of ``dataset`` (in its order), as its loader cleaned them
+    (clipped; boxes of zero or negative size left out, as training leaves them out), crowd regions included."""
+    out = {}
+    for index in range(len(dataset)):
+        boxes, labels, crowd = dataset.ground_truth(index)
+        out[int(dataset.get_image_info(index)["id"])] = ImageBoxes(boxes, labels, crowd=crowd)
+    return out
 
 
 def detections_from_coco(results: Iterable[Mapping[str, Any]], cat_ids: list[int]) -> dict[int, ImageBoxes]:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import warnings
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,7 +19,7 @@ from .curves import mean_pr_curve, per_class_ap_by_area, pr_curves
 from .figures import LARGE_AREA, SMALL_AREA, confusion_figure, line_figure, pr_figure
 from .gallery import gallery_items
 from .html import render, write_page
-from .matching import detections_from_coco, ground_truth_from_coco, load_coco_gt, match_dataset, worst_first
+from .matching import detections_from_coco, ground_truth_of, load_coco_gt, match_dataset, worst_first
 
 REPORT_NAME = "report.html"
 MAX_PR_PANELS = 40
@@ -65,6 +66,10 @@ def write_run_report(run_dir: str | Path, dataset: DatasetLike | None = None, mo
         backend: COCO evaluation backend (``"faster"`` or ``"pycocotools"``).
         data: how the dataset is named in the suggested commands (default: the dataset's path).
 
+    The confusion matrix and the gallery draw the ground truth as the dataset's loader cleaned it (see
+    :func:`~anchorfree.report.matching.ground_truth_of`); if they cannot be made, the page says why (and a
+    warning is issued) and the rest is written.
+
     Raises:
         ConfigError: ``run_dir`` is not a folder.
         DatasetError: the dataset cannot be read, or ``results`` do not belong to it.
@@ -94,7 +99,13 @@ def write_run_report(run_dir: str | Path, dataset: DatasetLike | None = None, mo
         computed, arrays = coco_evaluate_detailed(split.coco_gt, results, backend=backend, class_names=class_names)
         computed["num_detections"] = len(results)
         metrics = metrics if metrics is not None else computed
-        analysis = _analyse(split, results, class_names, gallery, score_thresh, iou_thresh)
+        try:
+            analysis = _analyse(split, results, class_names, gallery, score_thresh, iou_thresh)
+        except Exception as e:  # noqa: BLE001 - the metrics and curves are still worth writing
+            problem = (f"the confusion matrix and the worst-images gallery could not be made ({type(e).__name__}: "
+                       f"{e})")
+            notes.append(f"{problem[0].upper()}{problem[1:]}.")
+            warnings.warn(f"{out or run / REPORT_NAME}: {problem}; the rest of the report is written", stacklevel=2)
     if metrics is None and (run / "metrics.json").is_file():
         metrics = json.loads((run / "metrics.json").read_text())
         notes.append(f"Metrics: {run / 'metrics.json'}.")
@@ -173,12 +184,11 @@ def _read_jsonl(path: Path) -> list[dict]:
 
 def _analyse(split: CocoDetection, results: list[dict], class_names: list[str], gallery: int, score_thresh: float,
              iou_thresh: float) -> dict[str, Any]:
-    gt_dict = load_coco_gt(split.coco_gt)
     cat_ids = list(split.cat_ids)
-    ground_truth = ground_truth_from_coco(gt_dict, cat_ids)
+    ground_truth = ground_truth_of(split)
     detections = detections_from_coco(results, cat_ids)
     matched = match_dataset(ground_truth, detections, len(cat_ids), iou_thresh, score_thresh)
-    images = {int(img["id"]): img for img in gt_dict["images"]}
+    images = {int(info["id"]): info for info in map(split.get_image_info, range(len(split)))}
     order = worst_first(matched.images, gallery)
     items = gallery_items(split.image_dir, images, ground_truth, detections, matched, order, class_names,
                           score_thresh) if gallery > 0 else []
@@ -227,7 +237,8 @@ def _facts(config: dict, rows: list[dict], metrics: Mapping | None, split: CocoD
 
 
 def _gt_counts(split: CocoDetection | None) -> tuple[Counter, Counter]:
-    """Non-crowd ground-truth boxes per category id, and per size (small, medium, large; COCO areas)."""
+    """Non-crowd ground-truth boxes per category id, and per size (small, medium, large; COCO areas), as COCO
+    evaluation counts them: from the annotation file, with its ``area`` fields."""
     per_class: Counter = Counter()
     per_size: Counter = Counter()
     if split is None:
