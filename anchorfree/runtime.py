@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 from pathlib import Path
 
 import torch
@@ -23,14 +24,30 @@ def select_device(name: str = "auto") -> torch.device:
     return device
 
 
+BF16_ENV = "ANCHORFREE_CPU_BF16"  # 1: run the CPU's bf16 paths even where bf16 is emulated (slow); 0: never
+
+
 @functools.lru_cache(maxsize=1)
-def cpu_supports_bf16() -> bool:
-    """True when the CPU has native bf16 dot products (AVX512-BF16 or AMX), where bf16 convs are fast."""
+def _cpu_has_bf16() -> bool:
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
         return False
     return any(flag in flags for flag in (" avx512_bf16", " amx_bf16"))
+
+
+def cpu_supports_bf16() -> bool:
+    """True when the CPU has native bf16 dot products (AVX512-BF16 or AMX), where bf16 convs are fast.
+
+    ``ANCHORFREE_CPU_BF16=1`` forces the bf16 paths (fast inference, bf16 training) on any CPU — PyTorch
+    emulates bf16 where the CPU lacks it, slowly but with bf16's rounding — so that they can be tested on
+    every machine; ``ANCHORFREE_CPU_BF16=0`` keeps float32 everywhere."""
+    forced = os.environ.get(BF16_ENV, "").strip()
+    if forced in ("0", "1"):
+        return forced == "1"
+    if forced:
+        raise ConfigError(f"{BF16_ENV}={forced!r}: use 1 (force the bf16 paths), 0 (float32 only) or leave it unset")
+    return _cpu_has_bf16()
 
 
 def mixed_precision_available(device: torch.device) -> bool:

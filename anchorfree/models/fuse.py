@@ -20,6 +20,7 @@ from torchvision.ops import FrozenBatchNorm2d
 
 from ..runtime import autocast_dtype
 from .detector import Detector
+from .layers import FloatConv2d
 
 M = TypeVar("M", bound=nn.Module)
 
@@ -68,9 +69,10 @@ def fold_batch_norms(model: nn.Module) -> int:
 
 @torch.no_grad()
 def convs_to_bf16(model: nn.Module) -> None:
-    """Store conv weights and biases in bf16 (to be run under bf16 autocast only)."""
+    """Store conv weights and biases in bf16 (to be run under bf16 autocast only); the output convs that
+    compute in float32 (:class:`FloatConv2d`) keep their float32 weights."""
     for module in model.modules():
-        if isinstance(module, nn.Conv2d):
+        if isinstance(module, nn.Conv2d) and not isinstance(module, FloatConv2d):
             module.to(torch.bfloat16)
 
 

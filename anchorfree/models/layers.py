@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Callable
 
-from torch import nn
+import torch
+from torch import nn, Tensor
 
 from ..errors import ConfigError
 
@@ -48,6 +49,22 @@ def conv_block(in_channels: int, out_channels: int, kind: str, norm: Callable[[i
             layers.append(norm(cout))
         layers.append(activation(act, keys[1]))
     return layers
+
+
+class FloatConv2d(nn.Conv2d):
+    """A prediction layer that computes in float32 under autocast (bf16 on CPUs, AMP on CUDA); the same
+    module, weights and state-dict keys as ``nn.Conv2d``, and the same graph where autocast is off (export).
+
+    bf16 keeps 8 bits of mantissa: a heatmap's logits come out in steps of ~0.016 near -2, so a map of
+    5120 distinct values has 8, whole regions tie, and peak picking (a location equal to its 3×3 max)
+    returns plateaus instead of peaks — CornerNet then pairs no corner at all. In float32 this one conv
+    costs little and keeps the values distinct."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if torch.is_autocast_enabled(x.device.type):
+            with torch.autocast(x.device.type, enabled=False):
+                return super().forward(x.float())
+        return super().forward(x)
 
 
 class ConvBN(nn.Module):

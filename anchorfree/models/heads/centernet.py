@@ -32,6 +32,7 @@ from ...config import CenterNetHeadConfig
 from ...errors import ConfigError
 from ...structures import Detections
 from ..postprocess import suppress_batch
+from ..layers import FloatConv2d
 from .base import Head
 from .keypoint import (check_overlap, draw_gaussians, flat_objects, gather_locations, gaussian_radius,
                        integer_radius, last_writer, local_maxima, normalizer, penalty_reduced_focal_loss, top_peaks)
@@ -70,7 +71,8 @@ def centernet_targets(targets: list[dict[str, Tensor]], num_classes: int, map_si
 
 
 class CenterNetHead(Head):
-    """Heatmap, size and offset branches on one stride-``head.stride`` map."""
+    """Heatmap, size and offset branches on one stride-``head.stride`` map; each output conv computes in
+    float32 under autocast (:class:`FloatConv2d`)."""
 
     def __init__(self, cfg: CenterNetHeadConfig, in_channels: int, num_classes: int) -> None:
         super().__init__()
@@ -78,10 +80,10 @@ class CenterNetHead(Head):
         self.cfg, self.num_classes = cfg, num_classes
         c = cfg.feat_channels
         self.heatmap_head = nn.Sequential(nn.Conv2d(in_channels, c, 3, padding=1), nn.ReLU(inplace=True),
-                                          nn.Conv2d(c, num_classes, 1))
-        self.wh_head = nn.Sequential(nn.Conv2d(in_channels, c, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(c, 2, 1))
+                                          FloatConv2d(c, num_classes, 1))
+        self.wh_head = nn.Sequential(nn.Conv2d(in_channels, c, 3, padding=1), nn.ReLU(inplace=True), FloatConv2d(c, 2, 1))
         self.offset_head = nn.Sequential(nn.Conv2d(in_channels, c, 3, padding=1), nn.ReLU(inplace=True),
-                                         nn.Conv2d(c, 2, 1))
+                                         FloatConv2d(c, 2, 1))
         nn.init.constant_(self.heatmap_head[-1].bias, -math.log((1 - cfg.prior_prob) / cfg.prior_prob))
         for branch in (self.wh_head, self.offset_head):  # N(0, 0.001), zero bias (mmdetection)
             for conv in branch[0::2]:

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn, Tensor
 
 from ...errors import ConfigError
+from ..layers import FloatConv2d
 
 RADIUS_VARIANTS = ("corrected", "original")
 
@@ -45,14 +46,16 @@ def normalizer(count: Tensor, factor: float = 1.0) -> Tensor:
 
 def branch(in_channels: int, channels: int, out_channels: int) -> nn.Sequential:
     """A prediction branch: 3×3 conv (bias) → ReLU → 1×1 conv (CenterNet, CornerNet). Each conv sits in a
-    ``.conv`` attribute, as mmcv's ``ConvModule``, so that mmdetection checkpoints map key by key."""
+    ``.conv`` attribute, as mmcv's ``ConvModule``, so that mmdetection checkpoints map key by key; the
+    output conv computes in float32 under autocast (:class:`FloatConv2d`)."""
     return nn.Sequential(ConvAct(in_channels, channels, 3, act=True), ConvAct(channels, out_channels, 1, act=False))
 
 
 class ConvAct(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, kernel: int, act: bool) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel, padding=kernel // 2)
+        conv = nn.Conv2d if act else FloatConv2d  # the branch's output conv computes in float32
+        self.conv = conv(in_channels, out_channels, kernel, padding=kernel // 2)
         self.act = nn.ReLU(inplace=True) if act else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
