@@ -483,7 +483,7 @@ class TrainConfig:
     warmup_iters: int = 500
     warmup_ratio: float = 0.001  # lr at iteration 0, relative to lr
     grad_clip: float = 0.0  # max grad norm; 0 disables
-    amp: bool = True  # mixed precision on CUDA (ignored on CPU)
+    amp: bool = True  # mixed precision: AMP on CUDA, bf16 autocast on CPUs with AVX512-BF16 or AMX; no-op elsewhere
     ema: bool = False
     ema_decay: float = 0.9998
     eval_interval: int = 1  # epochs between validations; 0: only at the end
