@@ -113,9 +113,11 @@ def load_model_state(model: Detector, state: dict[str, torch.Tensor], source: st
     unexpected = [k for k in state if k not in own]
     if mismatched or missing or unexpected:
         detail = []
-        if any(k.startswith("head.cls_logits") for k in mismatched):
-            detail.append(f"class count differs (checkpoint {state['head.cls_logits.weight'].shape[0]}, "
-                          f"model {own['head.cls_logits.weight'].shape[0]})")
+        layers = tuple(f"head.{name}." for name in model.head.CLASS_LAYERS)
+        per_class = [k for k in mismatched if k.startswith(layers) and k.endswith(".weight")]
+        if per_class:
+            detail.append(f"class count differs (checkpoint {state[per_class[0]].shape[0]}, model "
+                          f"{own[per_class[0]].shape[0]}) in {per_class[0]}")
         if mismatched:
             detail.append(f"shape mismatch in {mismatched[:3]}")
         if missing or unexpected:

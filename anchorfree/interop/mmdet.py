@@ -33,16 +33,17 @@ from ..models.detector import Detector
 from ..presets import get_preset
 from .coco_classes import coco80_categories
 from .rename import Rule, rename_keys
-from .run import Conversion
+from .mmdet_config import VARIANTS, settings_from_meta
+from .run import Conversion, check_class_count
 
-# a key only that head's mmdetection checkpoints hold → (head type, the preset of its reference config)
-HEAD_SIGNATURES: dict[str, tuple[str, str]] = {
-    "bbox_head.conv_centerness.weight": ("fcos", "fcos_r50_fpn_mmdet"),
-    "bbox_head.atss_cls.weight": ("atss", "atss_r50_fpn_mmdet"),
-    "bbox_head.gfl_cls.weight": ("gfl", "gfl_r50_fpn_mmdet"),
-    "bbox_head.retina_cls.weight": ("retinanet", "retinanet_r50_fpn_mmdet"),
-    "bbox_head.heatmap_head.2.weight": ("centernet", "centernet_r18_mmdet"),
-    "bbox_head.tl_heat.0.1.conv.weight": ("cornernet", "cornernet_hg104_mmdet"),
+# a key only that head's mmdetection checkpoints hold → head type (its preset: VARIANTS[head][0])
+HEAD_SIGNATURES: dict[str, str] = {
+    "bbox_head.conv_centerness.weight": "fcos",
+    "bbox_head.atss_cls.weight": "atss",
+    "bbox_head.gfl_cls.weight": "gfl",
+    "bbox_head.retina_cls.weight": "retinanet",
+    "bbox_head.heatmap_head.2.weight": "centernet",
+    "bbox_head.tl_heat.0.1.conv.weight": "cornernet",
 }
 # the output convs of the dense heads: mmdetection name → ours
 _OUTPUT_CONVS = {
@@ -58,13 +59,24 @@ _SKIPPED_PREFIXES = ("data_preprocessor.",)
 
 def detect_head(state: dict[str, torch.Tensor]) -> tuple[str, str]:
     """``(head type, preset)`` of an mmdetection state dict, from the keys only one head type has."""
-    for key, found in HEAD_SIGNATURES.items():
+    for key, head in HEAD_SIGNATURES.items():
         if key in state:
-            return found
-    heads = ", ".join(sorted({t for t, _ in HEAD_SIGNATURES.values()}))
+            return head, VARIANTS[head][0][0]
+    heads = ", ".join(sorted(HEAD_SIGNATURES.values()))
     sample = ", ".join(list(state)[:5])
     raise CheckpointError(f"not an mmdetection checkpoint of a detector anchorfree converts ({heads}): none of "
                           f"the keys {', '.join(HEAD_SIGNATURES)} is present (the first keys are: {sample})")
+
+
+def refuse_deformable(state: dict[str, torch.Tensor], head: str, source: str) -> None:
+    """Deformable convolutions (mmcv's ``DCN``/``ModulatedDeformConv2dPack``, recognised by their ``conv_offset``
+    tensors) are compiled ops that anchorfree does not have: refuse, naming the variant that converts."""
+    offsets = [k for k in state if ".conv_offset." in k]
+    if offsets:
+        ours, theirs = VARIANTS[head][0]
+        raise CheckpointError(f"{source} uses deformable convolutions ({offsets[0]}, {len(offsets)} such tensors), "
+                              f"which anchorfree does not support (it has no compiled ops); mmdetection's {theirs} "
+                              f"(the same {head} without deformable convolutions) converts with --model {ours}")
 
 
 def _dense_rules(head: str, state: dict[str, torch.Tensor]) -> list[Rule]:
@@ -208,23 +220,29 @@ def convert_mmdet(checkpoint: str | Path, preset: str | None = None, overrides: 
     """An mmdetection 3.x checkpoint as an anchorfree :class:`~anchorfree.models.detector.Detector`.
 
     ``preset`` defaults to the ``*_mmdet`` preset of the checkpoint's head (``fcos_r50_fpn_mmdet``,
-    ``atss_r50_fpn_mmdet``, ...); ``overrides`` are ``key=value`` strings applied to it. The class count is
-    read off the weights; a checkpoint that does not fit raises :class:`CheckpointError` naming the first keys
-    that differ and the preset that would fit.
+    ``atss_r50_fpn_mmdet``, ...). The settings of the config stored in the checkpoint's meta (variant, pixel
+    normalisation, test resize and thresholds; :mod:`.mmdet_config`) are applied to it, then ``overrides``
+    (``key=value`` strings); without a stored config the preset's variant is assumed and the notes say so.
+    The class count is read off the weights; a checkpoint that does not fit raises :class:`CheckpointError`
+    naming the first keys that differ and the preset that would fit.
     """
     state, meta = read_mmdet_checkpoint(checkpoint, trusted)
     head, suggested = detect_head(state)
+    refuse_deformable(state, head, str(checkpoint))
+    settings = settings_from_meta(meta, head)
     hint = backbone_hint(state)
+    user_overrides = list(overrides)
     if preset is None:
         preset = suggested
-        if hint and hint != f"backbone.name={get_preset(preset).model.backbone.name}":
-            overrides = [hint, *overrides]  # e.g. an R101 checkpoint of the R50 reference config
-    cfg = apply_overrides(get_preset(preset), list(overrides))
+        if not settings.overrides and hint and hint != f"backbone.name={get_preset(preset).model.backbone.name}":
+            settings.overrides.append(hint)  # e.g. an R101 checkpoint of the R50 reference config
+    cfg = apply_overrides(get_preset(preset), [*settings.overrides, *user_overrides])
     if cfg.model.head.type != head:
         raise CheckpointError(f"{checkpoint} is an mmdetection {head} checkpoint but the preset {preset} has a "
                               f"{cfg.model.head.type} head; use --model {suggested}")
     converted = convert_mmdet_state_dict(state, head)
     cfg.model.num_classes = num_classes_of(converted, head)
+    check_class_count(user_overrides, cfg.model.num_classes, str(checkpoint))
     names, ids, origin = class_names_of(meta, cfg.model.num_classes)
     cfg.model.class_names = names
     cfg.model.backbone.weights = None
@@ -233,5 +251,5 @@ def convert_mmdet(checkpoint: str | Path, preset: str | None = None, overrides: 
     converted = adapt_to_model(converted, model)
     check_fits(converted, model, str(checkpoint), preset, suggested, hint)
     model.load_state_dict(converted, strict=False)
-    notes = [f"class names: {origin}"]
+    notes = [settings.note, f"class names: {origin}"]
     return Conversion(model.eval(), cfg, str(checkpoint), "mmdetection", head, names, ids, notes)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 from ..config import Config, save_config
 from ..engine.checkpoint import atomic_save, make_checkpoint
@@ -29,6 +30,17 @@ class Conversion:
         return (f"{self.library} {self.head} → preset {self.config.model.name} ({params:.1f} M parameters, "
                 f"{len(self.class_names)} classes: {', '.join(self.class_names[:5])}"
                 f"{', …' if len(self.class_names) > 5 else ''}); " + "; ".join(self.notes))
+
+
+def check_class_count(overrides: Sequence[str], found: int, source: str) -> None:
+    """Refuse a ``num_classes`` override that differs from the class count of the converted weights: conversion
+    keeps every tensor, so it cannot change the count (fine-tune the converted run on data with the new classes)."""
+    for item in overrides:
+        key, _, value = item.partition("=")
+        if key.strip().split(".")[-1] == "num_classes" and value.strip() != str(found):
+            raise CheckpointError(f"{item}: the checkpoint's classifier has {found} classes and conversion keeps its "
+                                  f"weights as they are, so the class count cannot be changed here; drop the override "
+                                  f"(the converted run has {found} classes) and fine-tune it on data with your classes")
 
 
 def write_run(conversion: Conversion, out: str | Path) -> Path:

@@ -20,7 +20,7 @@ from ..presets import (fcos_r50_fpn_torchvision, get_preset, retinanet_r50_fpn_t
                        retinanet_r50_fpn_v2_torchvision)
 from .coco_classes import coco91_names
 from .rename import Rule, rename_keys
-from .run import Conversion
+from .run import Conversion, check_class_count
 
 _BACKBONE_FPN_RULES: list[Rule] = [
     (r"^backbone\.body\.", "backbone."),
@@ -188,6 +188,7 @@ def convert_torchvision(checkpoint: str | Path, preset: str | None = None, overr
     cfg.model.backbone.frozen_stages = 0
     model = load(state, cfg.model)
     n = cfg.model.num_classes
+    check_class_count(overrides, n, str(checkpoint))
     names = coco91_names() if n == 91 else [f"class_{i}" for i in range(n)]
     cfg.model.class_names = list(names)
     ids = {i: i for i in range(n)} if n == 91 else {i: i + 1 for i in range(n)}

@@ -25,6 +25,8 @@ class Head(nn.Module):
     """Base of all heads; ``cfg`` is the head's own config section."""
 
     cfg: HeadConfig
+    # the modules (names under the head) whose outputs are per class: what differs when the class count does
+    CLASS_LAYERS: tuple[str, ...] = ("cls_logits",)
 
     def forward(self, feats: list[Tensor]) -> dict[str, list[Tensor]]:
         raise NotImplementedError

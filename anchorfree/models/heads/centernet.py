@@ -74,6 +74,8 @@ class CenterNetHead(Head):
     """Heatmap, size and offset branches on one stride-``head.stride`` map; each output conv computes in
     float32 under autocast (:class:`FloatConv2d`)."""
 
+    CLASS_LAYERS = ("heatmap_head.2",)
+
     def __init__(self, cfg: CenterNetHeadConfig, in_channels: int, num_classes: int) -> None:
         super().__init__()
         check_overlap(cfg.gaussian_min_overlap)

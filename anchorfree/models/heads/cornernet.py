@@ -139,6 +139,8 @@ def embedding_losses(tl_emb: Tensor, br_emb: Tensor, image_index: Tensor, tl_loc
 class CornerNetHead(Head):
     """Per stack: TL/BR corner pooling modules and heatmap, embedding and offset branches."""
 
+    CLASS_LAYERS = ("tl_heat", "br_heat")
+
     def __init__(self, cfg: CornerNetHeadConfig, in_channels: int, num_classes: int, num_stacks: int = 2) -> None:
         super().__init__()
         check_overlap(cfg.gaussian_min_overlap)
