@@ -394,7 +394,6 @@ def cmd_train(args: argparse.Namespace) -> None:
         return
 
     from .config import apply_overrides
-    from .data import load_data_spec
     from .engine.trainer import Trainer, resume_config
     from .evaluation import format_metrics_table
 
@@ -405,7 +404,7 @@ def cmd_train(args: argparse.Namespace) -> None:
             cfg = apply_overrides(resume_config(args.out), args.overrides)
         else:
             cfg = _model_config(model, args.overrides)
-        trainer = Trainer(cfg, load_data_spec(args.data), args.out, resume=args.resume,
+        trainer = Trainer(cfg, args.data, args.out, resume=args.resume,  # dataset problems also go to train.log
                           progress=not args.no_progress)
         result = trainer.fit()
     except KeyboardInterrupt:

@@ -2,7 +2,9 @@
 
 A run folder holds ``config.yaml`` (the resolved config the run uses), ``train.log``,
 ``metrics.jsonl`` (one JSON object per logged step / validation), ``loss.png`` and ``map.png``,
-``last.pt`` and ``best.pt`` (written atomically), and ``metrics.json`` of the last validation.
+``last.pt`` and ``best.pt`` (written atomically), ``previous.pt`` (the ``last.pt`` before, see
+:mod:`anchorfree.engine.divergence`), ``metrics.json`` of the last validation and ``report.html``. ``train.log``
+also gets the dataset's warnings and the dataset error that stops a run before its first step.
 
 Several processes (``torchrun -m anchorfree train`` or ``anchorfree train --nproc N``) train one
 model with DistributedDataParallel: ``train.batch_size`` images per process and micro-batch,
@@ -35,10 +37,13 @@ import logging
 import math
 import os
 import random
+import sys
 import tempfile
 import time
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import torch
@@ -49,8 +54,8 @@ from tqdm import tqdm
 
 from ..config import AugmentConfig, Config, save_config, to_dict
 from ..config_checks import validate_config
-from ..data import (CocoDetection, DataSpec, MosaicDetection, build_transforms, collate, make_collate, mosaic_enabled,
-                    preflight)
+from ..data import (CocoDetection, DatasetWarning, DataSpec, MosaicDetection, build_transforms, collate,
+                    load_data_spec, make_collate, mosaic_enabled, preflight)
 from ..errors import ConfigError, DatasetError, TrainingError
 from ..evaluation import format_metrics_table, save_metrics
 from ..models.detector import Detector
@@ -60,6 +65,7 @@ from ..report import write_run_report
 from . import distributed
 from .budget import MIN_WINDOW, TimeBudget
 from .checkpoint import atomic_save, checkpoint_config, load_model_state, make_checkpoint, read_checkpoint
+from .divergence import PREVIOUS, finite_weights, next_step, rewind, write_last
 from .evaluate import predict_dataset, score_results
 from .optim import ModelEMA, build_optimizer, build_scheduler, effective_lr, lr_factor
 from .plots import plot_run
@@ -192,7 +198,8 @@ class LossModule(nn.Module):
 
 
 class Trainer:
-    """Train ``cfg`` on ``data`` into run folder ``out``.
+    """Train ``cfg`` on ``data`` (a :class:`~anchorfree.data.DataSpec`, or a dataset path, read once ``train.log``
+    is open so that its problems are logged) into run folder ``out``.
 
     ``resume`` continues from ``out/last.pt``; pass the run's own config then (see
     :func:`resume_config`), changed only where intended: :func:`resume_changes` lists what may change
@@ -204,7 +211,7 @@ class Trainer:
 
     tensorboard: TensorBoardLogger | None = None  # train.tensorboard=true, on rank 0
 
-    def __init__(self, cfg: Config, data: DataSpec, out: str | Path, resume: bool = False,
+    def __init__(self, cfg: Config, data: DataSpec | str | Path, out: str | Path, resume: bool = False,
                  progress: bool = True) -> None:
         self.created = time.perf_counter()  # a time budget counts the set-up too
         self.run = Path(out)
@@ -220,8 +227,6 @@ class Trainer:
             raise ConfigError(f"{self.run} already holds a run (last.pt); pass --resume to continue it "
                               "or choose another --out folder")
         self.cfg = cfg
-        if data.train_ann is None:
-            raise DatasetError(f"the dataset {data.root} has no train split; add 'train:' to its YAML")
         if t.sync_bn and self.dist.enabled and self.device.type != "cuda":
             raise ConfigError("train.sync_bn=true needs GPUs: PyTorch's SyncBatchNorm runs on CUDA only. On CPUs "
                               "use train.sync_bn=false (each process normalises its own images) or a model "
@@ -234,8 +239,9 @@ class Trainer:
         self.run.mkdir(parents=True, exist_ok=True)
         if self.is_main:
             setup_logging(self.run)
-            if self.resume_state is None:
-                (self.run / "metrics.jsonl").unlink(missing_ok=True)  # rows of an attempt that left no checkpoint
+            if self.resume_state is None:  # files of an attempt that left no checkpoint
+                for name in ("metrics.jsonl", PREVIOUS):
+                    (self.run / name).unlink(missing_ok=True)
         if t.sync_bn and not self.dist.enabled:
             self._log("train.sync_bn=true has no effect with one process (BatchNorm sees the whole batch)")
         for key, before, after in changes:
@@ -246,12 +252,16 @@ class Trainer:
         sizes = tuple(t.augment.multiscale_min_sizes) or m.input.min_size
         a = t.augment
         train_tf = build_transforms(True, sizes, m.input.max_size, a.hflip_prob, a.color_jitter,
-                                    (a.hsv_h, a.hsv_s, a.hsv_v))
-        self.train_set = CocoDetection(data.train_ann, data.train_images, train_tf, data.class_names, train=True)
-        eval_tf = build_transforms(False, m.input.min_size, m.input.max_size)
-        self.val_set = CocoDetection(data.val_ann, data.val_images, eval_tf, self.train_set.class_names)
-        if self.is_main and t.check_images:  # missing, corrupt or mis-sized images stop here, not mid-epoch
-            preflight(self.train_set, self.val_set).raise_if_errors()
+                                    (a.hsv_h, a.hsv_s, a.hsv_v), m.input.resize)
+        eval_tf = build_transforms(False, m.input.min_size, m.input.max_size, resize=m.input.resize)
+        with self._dataset_problems_logged():
+            data = data if isinstance(data, DataSpec) else load_data_spec(data)
+            if data.train_ann is None:
+                raise DatasetError(f"the dataset {data.source} has no train split; add 'train:' to its YAML")
+            self.train_set = CocoDetection(data.train_ann, data.train_images, train_tf, data.class_names, train=True)
+            self.val_set = CocoDetection(data.val_ann, data.val_images, eval_tf, self.train_set.class_names)
+            if self.is_main and t.check_images:  # missing, corrupt or mis-sized images stop here, not mid-epoch
+                preflight(self.train_set, self.val_set).raise_if_errors()
         if self.resume_state is None:
             m.num_classes, m.class_names = self.train_set.num_classes, list(self.train_set.class_names)
         elif m.num_classes != self.train_set.num_classes:
@@ -298,6 +308,24 @@ class Trainer:
         self.report: Path | None = None
         if self.resume_state is not None:
             self._load_state(self.resume_state)
+
+    @contextlib.contextmanager
+    def _dataset_problems_logged(self) -> Iterator[None]:
+        """The dataset warnings raised inside go to ``train.log`` too (and are shown as usual), then the dataset
+        error that stops the run."""
+        error = None
+        with warnings.catch_warnings(record=True) as caught:  # the filters still apply: ignored ones stay ignored
+            try:
+                yield
+            except DatasetError as e:
+                error = e
+        for w in caught:
+            if issubclass(w.category, DatasetWarning):
+                self._log(f"dataset warning: {w.message}", logging.WARNING)
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+        if error is not None:
+            self._log(f"dataset error, training did not start: {error}", logging.ERROR)
+            raise error
 
     # ---- resume ----------------------------------------------------------------------------
     def _check_resume(self, ckpt: dict[str, Any]) -> list[tuple[str, Any, Any]]:
@@ -385,8 +413,16 @@ class Trainer:
 
     # ---- state -----------------------------------------------------------------------------
     def _state(self) -> dict[str, Any] | None:
-        """The checkpoint (on rank 0; ``None`` elsewhere). Collective: every process calls it."""
-        rng_ranks = self.dist.gather(rng_state())
+        """The checkpoint (on rank 0; ``None`` elsewhere). Collective: every process calls it. Weights that are
+        not finite stop the run instead (no checkpoint holds them)."""
+        ema = None if self.ema is None else self.ema.module.state_dict()
+        gathered = self.dist.gather((rng_state(), finite_weights(self.model.state_dict(), ema)))
+        rng_ranks = [rng for rng, _ in gathered]
+        if not all(finite for _, finite in gathered):
+            epoch = self.epoch + 1 if self.consumed else self.epoch
+            self._stop_diverged(f"the weights became NaN or infinite in the optimizer step of iteration "
+                                f"{self.iteration} (epoch {epoch}; the loss before it was finite). They were not "
+                                "written to a checkpoint. ")
         if not self.is_main:
             return None
         return make_checkpoint(
@@ -405,11 +441,16 @@ class Trainer:
     def save(self, name: str, state: dict[str, Any] | None = None) -> None:
         atomic_save(state or self._state(), self.run / name)
 
+    def _save_last(self, state: dict[str, Any]) -> None:
+        """Write ``last.pt`` (rank 0); the one it replaces, of an earlier iteration, is kept as ``previous.pt``."""
+        write_last(self.run, state, self.checkpoint_at is not None and self.checkpoint_at[1] != self.iteration)
+        self.checkpoint_at = (self.epoch, self.iteration)
+
     def _checkpoint(self) -> dict[str, Any] | None:
         """Write ``last.pt`` on rank 0 (the others wait); returns the state on rank 0."""
         state = self._state()
         if state is not None:
-            self.save("last.pt", state)
+            self._save_last(state)
         self.checkpoint_at = (self.epoch, self.iteration)
         self.dist.barrier()
         return state
@@ -468,12 +509,12 @@ class Trainer:
                 result = self.validate()
             state = self._state()  # the other processes wait here while rank 0 validates
             if state is not None:
-                self.save("last.pt", state)
+                self._save_last(state)
                 if result is not None and result.get("epoch") == self.epoch and result["metrics"]["AP"] > self.best_ap:
                     self.best_ap = result["metrics"]["AP"]
                     state["best_ap"] = self.best_ap
                     self.save("best.pt", state)
-                    self.save("last.pt", state)
+                    self._save_last(state)
                 plot_run(self.run)
             self.checkpoint_at = (self.epoch, self.iteration)
             self.dist.barrier()
@@ -482,8 +523,7 @@ class Trainer:
         if self.is_main and self.budget is not None:
             save_config(self.cfg, self.run / "config.yaml")  # with the epochs the budget gave
         if self.is_main and result is not None:
-            self.report = write_run_report(self.run, dataset=self.val_set, results=self.last_results, metrics=result)
-            self._log(f"report: {self.report}")
+            self.report = self._write_report(result)
         self.dist.barrier()
         if self.budget is not None:
             self._log(f"time budget: {self.budget.elapsed() / 60:.2f} of {t.minutes:g} minutes used, "
@@ -638,31 +678,46 @@ class Trainer:
 
     def _stop_non_finite(self, terms: dict[str, float]) -> None:
         """Raise (and log) the error of a NaN/inf loss, with advice that is true for this run."""
-        t = self.cfg.train
-        total = sum(terms.values())
         detail = ", ".join(f"{k}={v:.4g}" for k, v in terms.items())
-        advice = (f"lower train.lr (e.g. train.lr={t.lr / 10:g})"
-                  + (", set train.grad_clip (e.g. train.grad_clip=10)" if t.grad_clip <= 0
-                     else f", lower train.grad_clip (now {t.grad_clip:g})")
-                  + (", turn off fp16 mixed precision (train.amp=false)" if self.scaler.is_enabled() else "")
-                  + " or check the dataset for broken boxes (anchorfree data check)")
-        message = (f"the loss became {total} in iteration {self.iteration + 1} (epoch {self.epoch + 1}; {detail}). "
-                   "Training stopped before this step changed the weights. ")
-        last = self.run / "last.pt"
-        if self.checkpoint_at is not None and last.is_file():
-            epoch, iteration = self.checkpoint_at
-            message += (f"The last checkpoint {last} (epoch {epoch}, iteration {iteration}) is intact: {advice}, then "
-                        "continue it with --resume and the changed values as key=value (they are applied to the "
-                        "rest of the run).")
-        else:
-            first = (f"after iteration {t.checkpoint_interval}" if t.checkpoint_interval > 0
-                     else "at the end of epoch 1")
-            message += (f"No checkpoint has been written yet (the first comes {first}), so there is nothing to "
-                        f"resume: {advice}, then start the run again (the same --out folder works).")
+        self._stop_diverged(f"the loss became {sum(terms.values())} in iteration {self.iteration + 1} (epoch "
+                            f"{self.epoch + 1}; {detail}). Training stopped before this step changed the weights. ",
+                            loss_of_current_weights=True)
+
+    def _stop_diverged(self, what: str, loss_of_current_weights: bool = False) -> NoReturn:
+        """Raise (and log) ``what`` went wrong, offering only a checkpoint written before the divergence: a
+        ``last.pt`` holding the weights whose loss is not finite is moved aside (:func:`.divergence.rewind`)."""
+        at, rewound_from = self.checkpoint_at, None
+        if loss_of_current_weights and at is not None and at[1] == self.iteration:
+            rewound_from = self.iteration
+            at = self.dist.gather(rewind(self.run, self.iteration) if self.is_main else None)[0]
+            self.checkpoint_at = at
+        if not (self.run / "last.pt").is_file():
+            at = None
+        message = what + next_step(self.run, self.cfg.train, self.scaler.is_enabled(), at, rewound_from)
         self._log(message, logging.ERROR)
         error = TrainingError(message)
         error.same_on_all_ranks = True  # every process sees the averaged loss and stops with this message
         raise error
+
+    def _write_report(self, result: dict[str, Any]) -> Path | None:
+        """``report.html`` of the finished run; what goes wrong with it is logged and shown, never raised."""
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                path = write_run_report(self.run, dataset=self.val_set, results=self.last_results, metrics=result)
+        except Exception as e:  # noqa: BLE001 - the training is done and saved; only its page is missing
+            self._warn(f"report.html could not be written ({type(e).__name__}: {e}); the run itself is complete. "
+                       f"Write the page again with `anchorfree eval {self.run} --data DATA`.")
+            return None
+        for w in caught:
+            self._warn(f"report.html: {w.message}")
+        self._log(f"report: {path}")
+        return path
+
+    def _warn(self, message: str) -> None:
+        """A warning in ``train.log`` and on the screen (rank 0)."""
+        if self.is_main:
+            log.warning(message)
+            tqdm.write(f"warning: {message}", file=sys.stderr)
 
     def eval_model(self) -> Detector:
         return self.ema.module if self.ema is not None else self.model
