@@ -3,12 +3,18 @@
 :meth:`Detector.predict` on the same images.
 
 * Images: a few deterministic drawings (:func:`check_images`: rectangles and ellipses on a noisy
-  gradient, landscape, portrait and wide, larger and smaller than the input size, so that the
-  resize and the padding are exercised; a dynamic export runs a batch of two, then one image of
-  another padded size).
-* Inputs: the predictor's own preprocessing; PyTorch gets the same padded batch (for a static export
-  the export's canvas; for a dynamic one the batch padded to ``size_divisor`` — exactly what
-  :class:`anchorfree.Model` feeds). The NumPy resize is compared with torchvision's on every image.
+  gradient, landscape 5:3 and portrait 3:5 larger than the input size, wide 2:1 smaller, so that the
+  resize and the padding of non-square images are exercised; a dynamic export runs a batch of two, then
+  one image of another padded size).
+* Inputs: :func:`~anchorfree.export.preprocess.letterbox` for both sides (:func:`pytorch_detections`):
+  PyTorch gets the batch the export runs (for a static export on the export's canvas; for a dynamic one
+  padded to ``size_divisor`` — exactly what :class:`anchorfree.Model` feeds). The NumPy resize is
+  compared with torchvision's on every image.
+* A static export is also measured against :class:`anchorfree.Model`, which pads each image only to
+  ``size_divisor``: on an image whose padded size is not the canvas, the network sees more zero padding
+  below or right of it, which changes its features near those edges (GroupNorm statistics: everywhere).
+  Those detections are counted, not required to match (:attr:`CheckResult.model_matched`); images whose
+  padded size is the canvas get ``Model``'s input exactly.
 * Detections are compared per image in original pixels (the predictor's full path, rescaling
   included): every PyTorch detection must have an exported one of the same label with each box
   coordinate within ``box_rtol · max(|x|, floor)`` and the score within ``score_atol``, and the
@@ -35,9 +41,10 @@ import torch
 
 from ..data import build_transforms
 from ..models.detector import Detector
-from ..structures import Batch
+from ..structures import Batch, Detections
 from .predictor import ExportedModel
-from .preprocess import resize_for_model
+from .metadata import ExportInfo
+from .preprocess import keep_ratio_size, letterbox, resize_for_model
 
 
 @dataclass(frozen=True)
@@ -76,13 +83,20 @@ class CheckResult:
     tolerance: Tolerance = FP32
     preprocessing: str = ""
     problems: list[str] = field(default_factory=list)
+    image_shapes: list[tuple[int, int]] = field(default_factory=list)  # (h, w) of the check images
+    canvas: tuple[int, int] | None = None  # a static export's
+    # a static export against anchorfree.Model on the images Model pads to another size than the canvas
+    model_images: int = 0
+    model_detections: int = 0
+    model_matched: int = 0
 
     def summary(self) -> str:
         if self.passed is None:
             return f"check not run: {'; '.join(self.problems)}"
         head = "check passed" if self.passed else "CHECK FAILED"
-        text = (f"{head} ({self.runtime} vs PyTorch, {self.images} images): {self.matched}/{self.detections} "
-                f"detections matched")
+        shapes = ", ".join(f"{h}x{w}" for h, w in self.image_shapes)
+        text = (f"{head} ({self.runtime} vs PyTorch, {self.images} images{f' ({shapes})' if shapes else ''}): "
+                f"{self.matched}/{self.detections} detections matched")
         if self.borderline:
             text += (f", {self.borderline} borderline (score at the threshold or the cut-off, or an NMS decision at "
                      "the IoU threshold)")
@@ -91,19 +105,32 @@ class CheckResult:
                      "untrained model?); export_model(..., options={'score_thresh': ...}) checks at another threshold")
         text += (f"; max box error {self.max_box_error:.2g} px, max score error {self.max_score_error:.2g} "
                  f"({self.tolerance.describe()}); preprocessing {self.preprocessing}")
+        if self.canvas is not None:
+            text += "\n  " + self.model_summary()
         if self.problems:
             text += "\n  " + "\n  ".join(self.problems[:8])
             if len(self.problems) > 8:
                 text += f"\n  … and {len(self.problems) - 8} more"
         return text
 
+    def model_summary(self) -> str:
+        """A static export against :class:`anchorfree.Model` (see the module docstring), in words."""
+        canvas = "x".join(str(d) for d in self.canvas or ())
+        text = "vs anchorfree.Model (it pads an image only to size_divisor): "
+        if not self.model_images:
+            return text + f"every check image fills the {canvas} canvas when padded, so its detections are Model's"
+        return text + (f"{self.model_matched}/{self.model_detections} of Model's detections match on the "
+                       f"{self.model_images} of {self.images} images whose padded size is not the {canvas} canvas "
+                       "(the canvas's extra padding changes the network's features; for Model's detections export "
+                       "with input_size = the padded size of the images served, or dynamic=True)")
+
 
 def check_images(count: int, size: int, seed: int = 0) -> list[np.ndarray]:
     """``count`` deterministic ``uint8 [H, W, 3]`` drawings of shapes around ``size`` pixels, cycling through
-    landscape 4:3 (larger than ``size``: downscaled), portrait 4:5 and wide 2:1 (smaller: upscaled) images —
-    batched by two, the third image pads to another size than the first two."""
+    landscape 5:3 and portrait 3:5 (larger than ``size``: downscaled) and wide 2:1 (smaller: upscaled)
+    images — batched by two, the third image pads to another size than the first two."""
     rng = np.random.default_rng(seed)
-    shapes = [(1.3 * 0.75, 1.3), (1.1, 1.1 * 0.8), (0.45, 0.9)]
+    shapes = [(1.3 * 0.6, 1.3), (1.3, 1.3 * 0.6), (0.45, 0.9)]
     images = []
     for i in range(count):
         fh, fw = shapes[i % len(shapes)]
@@ -229,6 +256,21 @@ def _as_numpy(det: Any) -> Dets:
     return det.boxes.float().numpy(), det.scores.float().numpy(), det.labels.numpy()
 
 
+def pytorch_detections(detector: Detector, images: list[np.ndarray], inp: dict[str, Any],
+                       canvas: tuple[int, int] | None = None, rescale: bool = True,
+                       **options: Any) -> list[Detections]:
+    """PyTorch's detections of ``uint8 [H, W, 3]`` images (one batch) on the input of
+    :func:`~anchorfree.export.preprocess.letterbox`: on ``canvas`` as a static export runs them, or padded
+    to ``size_divisor`` as :class:`anchorfree.Model` does (``canvas=None``). ``inp`` is the export's input
+    rule (:attr:`ExportInfo.input`); boxes are in the original images' pixels when ``rescale``."""
+    batch_images, sizes, _ = letterbox(images, int(inp["min_size"]), int(inp["max_size"]), canvas,
+                                       int(inp["size_divisor"]))
+    orig = torch.tensor([image.shape[:2] for image in images])
+    batch = Batch(torch.from_numpy(batch_images), torch.from_numpy(sizes), orig_sizes=orig)
+    with torch.no_grad():
+        return detector.predict(batch, rescale=rescale, **options)
+
+
 def _compare_resize(images: list[np.ndarray], min_size: int, max_size: int) -> str:
     """The NumPy resize of the predictor against torchvision's (the PyTorch path's), in words."""
     transform = build_transforms(False, min_size, max_size)
@@ -250,8 +292,9 @@ def check_export(model: ExportedModel, detector: Detector, tol: Tolerance, num_i
     info = model.info
     inp = info.input
     runtime = {"onnx": "onnxruntime", "pt2": "torch.export", "torchscript": "TorchScript"}[model.format]
-    result = CheckResult(passed=True, runtime=runtime, tolerance=tol)
+    result = CheckResult(passed=True, runtime=runtime, tolerance=tol, canvas=info.canvas)
     images = check_images(num_images, int(inp["min_size"]), seed)
+    result.image_shapes = [(int(image.shape[0]), int(image.shape[1])) for image in images]
     result.preprocessing = _compare_resize(images, int(inp["min_size"]), int(inp["max_size"]))
 
     opts = model.inference_options()
@@ -271,21 +314,41 @@ def _compare(model: ExportedModel, detector: Detector, images: list[np.ndarray],
              torch_opts: dict[str, Any], tol: Tolerance, result: CheckResult) -> None:
     """The comparisons of :func:`check_export`, batch by batch, into ``result``."""
     info = model.info
+    cap, thresh = int(opts["max_detections"]), float(opts["score_thresh"])
     for start in range(0, len(images), step):
         chunk = images[start:start + step]
-        batch_images, sizes = model.preprocess(chunk)
-        orig = torch.tensor([image.shape[:2] for image in chunk])
-        count = len(chunk)
-        batch = Batch(torch.from_numpy(batch_images)[:count], torch.from_numpy(sizes)[:count], orig_sizes=orig)
         if info.raw_candidates:
-            got = model.detect(batch_images, sizes, dict(opts, nms="none", max_detections=10 ** 9), count)
-            refs = detector.predict(batch, rescale=False, **dict(torch_opts, nms="none", max_detections=10 ** 9))
+            batch_images, sizes = model.preprocess(chunk)
+            got = model.detect(batch_images, sizes, dict(opts, nms="none", max_detections=10 ** 9), len(chunk))
+            refs = pytorch_detections(detector, chunk, info.input, info.canvas, rescale=False,
+                                      **dict(torch_opts, nms="none", max_detections=10 ** 9))
             for i, (ref, out) in enumerate(zip(refs, got)):
-                match_detections(_as_numpy(ref), out, tol, float(opts["score_thresh"]), None,
-                                 f"image {start + i} (candidates)", result, image_side=float(sizes[i].max()))
+                match_detections(_as_numpy(ref), out, tol, thresh, None, f"image {start + i} (candidates)", result,
+                                 image_side=float(sizes[i].max()))
         got = [(p.boxes, p.scores, p.labels) for p in model.predict_batch(chunk, opts)]
-        refs = detector.predict(batch, rescale=True, **torch_opts)
+        refs = pytorch_detections(detector, chunk, info.input, info.canvas, **torch_opts)
         for i, (ref, out) in enumerate(zip(refs, got)):
-            match_detections(_as_numpy(ref), out, tol, float(opts["score_thresh"]), int(opts["max_detections"]),
-                             f"image {start + i}", result, opts["nms"], float(opts["nms_thresh"]),
-                             float(max(chunk[i].shape[:2])))
+            side = float(max(chunk[i].shape[:2]))
+            match_detections(_as_numpy(ref), out, tol, thresh, cap, f"image {start + i}", result, opts["nms"],
+                             float(opts["nms_thresh"]), side)
+            if info.canvas is not None:
+                _against_model(detector, chunk[i], out, info, torch_opts, opts, tol, result)
+
+
+def _against_model(detector: Detector, image: np.ndarray, got: Dets, info: ExportInfo, torch_opts: dict[str, Any],
+                   opts: dict[str, Any], tol: Tolerance, result: CheckResult) -> None:
+    """A static export's detections of one image against :class:`anchorfree.Model`'s (the image alone, padded
+    to ``size_divisor``), counted in ``result.model_*`` when that padded size is not the canvas (else the
+    input is the canvas's, compared already)."""
+    inp = info.input
+    divisor = int(inp["size_divisor"])
+    size = keep_ratio_size(image.shape[0], image.shape[1], int(inp["min_size"]), int(inp["max_size"]))
+    if tuple(-(-side // divisor) * divisor for side in size) == tuple(info.canvas):
+        return
+    ref = pytorch_detections(detector, [image], inp, None, **torch_opts)[0]
+    scratch = CheckResult(passed=True, runtime=result.runtime, tolerance=tol)
+    match_detections(_as_numpy(ref), got, tol, float(opts["score_thresh"]), int(opts["max_detections"]), "", scratch,
+                     opts["nms"], float(opts["nms_thresh"]), float(max(image.shape[:2])))
+    result.model_images += 1
+    result.model_detections += scratch.detections
+    result.model_matched += scratch.matched

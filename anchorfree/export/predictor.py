@@ -10,7 +10,7 @@ TorchScript (``.torchscript``) and ``torch.export`` (``.pt2``) files of :func:`a
 (those need PyTorch and anchorfree's ``anchorfree::suppress`` operator, registered on first use).
 
 Each call: images → ``uint8 [H, W, 3]`` (:func:`~anchorfree.export.preprocess.to_rgb_array`) → the PyTorch
-path's resize (:func:`~anchorfree.export.preprocess.resize_for_model`) → a batch on the export's canvas
+path's resize and padding (:func:`~anchorfree.export.preprocess.letterbox`): a batch on the export's canvas
 (static) or padded to ``size_divisor`` (dynamic) → the graph → rows ``< num_detections`` → for exports of
 raw candidates the suppression chosen per call (:func:`hard_nms`) and the best ``max_detections`` →
 boxes divided by the resize scale (as :meth:`Detector.predict` with ``rescale``).
@@ -30,7 +30,7 @@ import numpy as np
 from ..errors import ConfigError, ExportError
 from .metadata import ExportInfo
 from .prediction import Prediction
-from .preprocess import pad_batch, resize_for_model, to_rgb_array
+from .preprocess import letterbox, to_rgb_array
 
 OUTPUT_NAMES = ("boxes", "scores", "labels", "num_detections")
 SUFFIX_FORMATS = {".onnx": "onnx", ".pt2": "pt2", ".torchscript": "torchscript"}
@@ -239,21 +239,17 @@ class ExportedModel:
         return results[0] if single else results
 
     def preprocess(self, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """``uint8 [H, W, 3]`` images → the graph's ``images`` and ``image_sizes`` (the export's batch size
-        is filled with empty images)."""
+        """``uint8 [H, W, 3]`` images → the graph's ``images`` and ``image_sizes`` (:func:`letterbox`; the
+        export's batch size is filled with empty images)."""
         inp = self.info.input
-        resized = []
-        for image in images:
-            image, shrunk = resize_for_model(image, int(inp["min_size"]), int(inp["max_size"]), self.info.canvas)
-            if shrunk and not self.shrink_warned:
-                warnings.warn(f"an image of this size does not fit the {self.info.canvas} canvas of {self.path.name} "
-                              "after the resize of the PyTorch path; it is shrunk to fit, so its detections differ "
-                              "from PyTorch's (export with a larger input_size, or dynamic=True)", stacklevel=3)
-                self.shrink_warned = True
-            resized.append(image)
-        if self.info.batch is not None:
-            resized += [np.zeros((1, 1, 3), dtype=np.uint8)] * (self.info.batch - len(resized))
-        return pad_batch(resized, self.info.canvas, int(inp["size_divisor"]))
+        batch, sizes, shrunk = letterbox(images, int(inp["min_size"]), int(inp["max_size"]), self.info.canvas,
+                                         int(inp["size_divisor"]), self.info.batch)
+        if shrunk and not self.shrink_warned:
+            warnings.warn(f"an image of this size does not fit the {self.info.canvas} canvas of {self.path.name} "
+                          "after the resize of the PyTorch path; it is shrunk to fit, so its detections differ "
+                          "from PyTorch's (export with a larger input_size, or dynamic=True)", stacklevel=3)
+            self.shrink_warned = True
+        return batch, sizes
 
     def detect(self, batch: np.ndarray, sizes: np.ndarray, opts: dict[str, Any],
                count: int | None = None) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:

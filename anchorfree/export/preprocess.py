@@ -12,7 +12,14 @@
   bit that of PyTorch there; on x86 CPUs without AVX2 torchvision resizes in float32 and rounds, which
   can differ by 1 in a few pixels;
 * :func:`pad_batch`: images in the top-left corner of a zero canvas — a fixed ``canvas`` (static
-  exports) or the batch's largest size rounded up to ``size_divisor`` (:func:`anchorfree.data.collate`).
+  exports) or the batch's largest size rounded up to ``size_divisor`` (:func:`anchorfree.data.collate`);
+* :func:`letterbox`: both steps for a batch — the one definition of a network input that exported models
+  and the PyTorch reference of their check share.
+
+A static export's network sees its whole canvas: the zero padding below and right of a smaller image is
+convolved (and enters normalisation statistics such as GroupNorm's) as it is in PyTorch on that canvas, not
+as in :class:`anchorfree.Model`, which pads only to ``size_divisor``. Its detections are therefore PyTorch's
+on the canvas, and ``Model``'s exactly for images whose padded size is the canvas.
 """
 from __future__ import annotations
 
@@ -137,3 +144,21 @@ def pad_batch(images: list[np.ndarray], canvas: tuple[int, int] | None = None,
     for slot, image in zip(batch, images):
         slot[:, : image.shape[0], : image.shape[1]] = image.transpose(2, 0, 1)
     return batch, sizes
+
+
+def letterbox(images: list[np.ndarray], min_size: int, max_size: int, canvas: tuple[int, int] | None = None,
+              size_divisor: int = 1, batch: int | None = None) -> tuple[np.ndarray, np.ndarray, bool]:
+    """The network input of ``uint8 [H, W, 3]`` images: each resized (:func:`resize_for_model`), then
+    :func:`pad_batch` — on ``canvas`` (a static export) or, with ``canvas=None``, to the batch's largest size
+    rounded up to ``size_divisor`` (:class:`anchorfree.Model`, dynamic exports). ``batch`` fills the batch up
+    with empty ``1x1`` images. Returns ``images``, ``image_sizes`` and whether an image was shrunk to fit
+    ``canvas`` (its input then differs from the PyTorch path's)."""
+    resized, shrunk = [], False
+    for image in images:
+        image, small = resize_for_model(image, min_size, max_size, canvas)
+        resized.append(image)
+        shrunk |= small
+    if batch is not None:
+        resized += [np.zeros((1, 1, 3), dtype=np.uint8)] * (batch - len(resized))
+    padded, sizes = pad_batch(resized, canvas, size_divisor)
+    return padded, sizes, shrunk
