@@ -109,7 +109,7 @@ class Model:
         self.class_names = list(self.config.model.class_names or range(self.config.model.num_classes))
         self.label_to_cat_id = {int(k): int(v) for k, v in (ckpt.get("label_to_cat_id") or {}).items()}
         inp = self.config.model.input
-        self.transform = build_transforms(False, inp.min_size, inp.max_size)
+        self.transform = build_transforms(False, inp.min_size, inp.max_size, resize=inp.resize)
 
     def __call__(self, images: ImageLike | list[ImageLike], score_thresh: float | None = None,
                  batch_size: int = 8, **options: Any) -> Prediction | list[Prediction]:

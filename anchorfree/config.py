@@ -425,6 +425,9 @@ class InputConfig:
     #                             (mmdetection): the same values up to float rounding, kept for exact parity
     channel_order: str = "rgb"  # rgb | bgr: the order the network sees (mean and std are given in that order;
     #                             the caffe-style ResNets of mmdetection's FCOS checkpoints read BGR)
+    resize: str = "torchvision"  # torchvision: sizes rounded down, torchvision's bilinear | mmdet: sizes rounded
+    #                              (640x480 -> 1067x800), OpenCV's bilinear (the `mmdet` extra), as mmdetection's
+    #                              test pipeline, so that converted models see its pixels
 
 
 @dataclass

@@ -468,13 +468,14 @@ def cornernet_hg_tiny() -> Config:
 
 # ---- mmdetection's conventions, for checkpoints converted with ``anchorfree convert mmdet`` ----------------
 def _mmdet(cfg: Config, name: str) -> Config:
-    """``cfg`` in mmdetection 3.x's conventions: normalisation on 0..255 pixels, images padded to 32 (its
-    ``pad_size_divisor``) and, for the FPN heads, boxes without width or height dropped before NMS
-    (``min_bbox_size=0``)."""
+    """``cfg`` in mmdetection 3.x's conventions: normalisation on 0..255 pixels and, for the FPN heads, images
+    resized as its test pipeline does (sizes rounded, OpenCV's bilinear), padded to 32 (its ``pad_size_divisor``)
+    and boxes without width or height dropped before NMS (``min_bbox_size=0``)."""
     cfg.model.name = name
     cfg.model.input.normalize_on = "byte"
     if cfg.model.head.type in ("fcos", "retinanet", "atss", "gfl", "gflv2"):
         cfg.model.input.size_divisor = 32
+        cfg.model.input.resize = "mmdet"  # its test pipeline's keep-ratio Resize: sizes rounded, OpenCV's bilinear
         cfg.model.head.min_box_size = 0.0
     return cfg
 

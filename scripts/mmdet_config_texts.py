@@ -14,7 +14,8 @@ from mmengine.config import Config
 
 CONFIGS = ["fcos/fcos_r50-caffe_fpn_gn-head_1x_coco.py",
            "fcos/fcos_r50-caffe_fpn_gn-head-center-normbbox-centeronreg-giou_1x_coco.py",
-           "centernet/centernet_r18-dcnv2_8xb16-crop512-140e_coco.py"]
+           "centernet/centernet_r18-dcnv2_8xb16-crop512-140e_coco.py", "atss/atss_r50_fpn_1x_coco.py",
+           "retinanet/retinanet_r50_fpn_1x_coco.py"]
 OUT = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "mmdet_configs"
 
 if __name__ == "__main__":

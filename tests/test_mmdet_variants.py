@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from anchorfree.api import Model
 from anchorfree.cli import main
+from anchorfree.data.transforms import keep_ratio_size
 from anchorfree.config import apply_overrides
 from anchorfree.data import collate
 from anchorfree.engine.checkpoint import load_model_state
@@ -41,9 +43,10 @@ def golden_threads():
     torch.set_num_threads(before)
 
 
-def checkpoint(path: Path, name: str = "fcos", config: str | None = None, extra: dict | None = None) -> Path:
+def checkpoint(path: Path, name: str = "fcos", config: str | None = None, extra: dict | None = None,
+               keys: list | None = None) -> Path:
     g = GOLDEN[name]
-    state = synthetic_state_dict(g["keys"], bias_means=g["bias_means"], weight_gain=g["weight_gain"])
+    state = synthetic_state_dict(keys or g["keys"], bias_means=g["bias_means"], weight_gain=g["weight_gain"])
     state.update(extra or {})
     meta = {"dataset_meta": {"classes": ("cat", "dog", "bird")}}
     if config is not None:
@@ -148,3 +151,25 @@ def test_keypoint_heads_say_the_class_count_differs(preset, extra):
     cfg.model.num_classes = 3
     with pytest.raises(CheckpointError, match=r"class count differs \(checkpoint 5, model 3\)"):
         load_model_state(Detector(cfg.model), state, "five.pt")
+
+
+RESIZED = torch.load(Path(__file__).parent / "fixtures" / "mmdet_resized.pt", weights_only=True)
+
+
+@pytest.mark.parametrize("name", ["fcos", "fcos_plain", "atss", "retinanet"])
+def test_images_that_need_resizing_match_mmdetection_end_to_end(name, tmp_path):
+    """mmdetection's test pipeline resizes 480×640 to 800×1067 (sizes rounded, OpenCV's bilinear), where
+    torchvision's rule gives 800×1066: converted models read the checkpoint's config and resize as mmdetection
+    does, and ``Model`` returns its detections in the original pixels (``scripts/mmdet_resize_golden.py``)."""
+    golden = RESIZED[name]
+    path = checkpoint(tmp_path / f"{name}.pth", golden["weights"], config=Path(golden["config"]).stem,
+                      keys=golden["keys"])
+    run = tmp_path / "run"
+    assert main(["convert", "mmdet", str(path), "--out", str(run)]) == 0
+    model = Model(run, device="cpu", fast=False)
+    assert model.config.model.input.resize == "mmdet"
+    for image, theirs in zip(synthetic_images(RESIZED["sizes"], seed=7), golden["images"]):
+        assert keep_ratio_size(*image.shape[-2:], 800, 1333, "mmdet") == theirs["img_shape"]
+        ours = model(image.permute(1, 2, 0).numpy())
+        assert len(ours) == len(theirs["scores"]) == 100
+        assert match_detections(ours, theirs) == [], f"{name} {tuple(image.shape[-2:])}"

@@ -30,42 +30,70 @@ __all__ = [
     "RandomHSV",
     "build_transforms",
     "keep_ratio_size",
+    "resize_image",
+    "RESIZE_MODES",
     "photometric_and_flip",
 ]
 
 MIN_BOX_SIZE = 1.0  # pixels; boxes with a narrower side are dropped
 
 
-def keep_ratio_size(height: int, width: int, min_size: int, max_size: int) -> tuple[int, int]:
-    """Output ``(h, w)`` of torchvision's detection resize rule.
+RESIZE_MODES = ("torchvision", "mmdet")
 
-    ``scale = min(min_size / short_side, max_size / long_side)``, sizes rounded down as
-    ``torch.nn.functional.interpolate(scale_factor=scale, recompute_scale_factor=True)`` does.
-    """
+
+def keep_ratio_size(height: int, width: int, min_size: int, max_size: int,
+                    mode: str = "torchvision") -> tuple[int, int]:
+    """Output ``(h, w)`` of the keep-ratio resize rule: ``scale = min(min_size / short_side, max_size /
+    long_side)``; ``torchvision`` rounds the sizes down (``interpolate(scale_factor=scale,
+    recompute_scale_factor=True)``), ``mmdet`` to the nearest (mmcv's ``rescale_size``: ``int(w * scale + 0.5)``,
+    so 640×480 becomes 1067×800, not 1066×800)."""
     scale = min(min_size / min(height, width), max_size / max(height, width))
+    if mode == "mmdet":
+        return max(1, int(height * scale + 0.5)), max(1, int(width * scale + 0.5))
     return max(1, math.floor(height * scale)), max(1, math.floor(width * scale))
 
 
+def resize_image(image: Tensor, size: tuple[int, int], mode: str = "torchvision") -> Tensor:
+    """``uint8 [3, H, W]`` → ``[3, h, w]``, bilinear without antialias: torchvision's kernel, or with
+    ``mode="mmdet"`` OpenCV's ``INTER_LINEAR`` as mmcv's ``imresize`` calls it (its fixed-point arithmetic rounds
+    differently, by up to one grey level), so that converted mmdetection models see mmdetection's pixels."""
+    if mode != "mmdet":
+        return F.resize(image, list(size), interpolation=v2.InterpolationMode.BILINEAR, antialias=False)
+    try:
+        import cv2
+    except ImportError:
+        raise ImportError("model.input.resize=mmdet resizes with OpenCV, as mmdetection does: pip install "
+                          "'anchorfree[mmdet]' (opencv-python-headless)") from None
+    array = image.permute(1, 2, 0).contiguous().numpy()
+    out = cv2.resize(array, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+    return torch.from_numpy(out.reshape(size[0], size[1], -1)).permute(2, 0, 1).contiguous()
+
+
 class ResizeKeepRatio(v2.Transform):
-    """Resize keeping the aspect ratio (torchvision detection rule), bilinear without antialias.
+    """Resize keeping the aspect ratio, bilinear without antialias: torchvision's detection rule, or
+    mmdetection's (``mode="mmdet"``: sizes rounded, OpenCV's bilinear; :func:`keep_ratio_size`, :func:`resize_image`).
 
     ``min_size`` may be a sequence: one value is drawn per call (multi-scale training) with
     ``torch``'s random generator, so it is seeded like every other v2 transform.
     """
 
-    def __init__(self, min_size: int | Sequence[int], max_size: int) -> None:
+    def __init__(self, min_size: int | Sequence[int], max_size: int, mode: str = "torchvision") -> None:
         super().__init__()
         self.min_sizes = (int(min_size),) if isinstance(min_size, int) else tuple(int(s) for s in min_size)
         if not self.min_sizes or min(self.min_sizes) < 1 or max_size < 1:
             raise ValueError(f"min_size and max_size must be positive, got {min_size!r}, {max_size!r}")
-        self.max_size = int(max_size)
+        if mode not in RESIZE_MODES:
+            raise ValueError(f"resize mode must be one of {', '.join(RESIZE_MODES)}, got {mode!r}")
+        self.max_size, self.mode = int(max_size), mode
 
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
         height, width = v2.query_size(flat_inputs)
         index = int(torch.randint(len(self.min_sizes), ())) if len(self.min_sizes) > 1 else 0
-        return {"size": keep_ratio_size(height, width, self.min_sizes[index], self.max_size)}
+        return {"size": keep_ratio_size(height, width, self.min_sizes[index], self.max_size, self.mode)}
 
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        if self.mode == "mmdet" and isinstance(inpt, tv_tensors.Image):
+            return tv_tensors.wrap(resize_image(inpt.as_subclass(Tensor), params["size"], "mmdet"), like=inpt)
         return F.resize(inpt, params["size"], interpolation=v2.InterpolationMode.BILINEAR, antialias=False)
 
     # Names of the two hooks above in torchvision < 0.21.
@@ -181,6 +209,7 @@ def build_transforms(
     hflip_prob: float = 0.5,
     color_jitter: float = 0.0,
     hsv: Sequence[float] = (0.0, 0.0, 0.0),
+    resize: str = "torchvision",
 ) -> DetectionTransform:
     """Build the training or evaluation transform.
 
@@ -192,9 +221,10 @@ def build_transforms(
         color_jitter: strength ``s`` of brightness/contrast/saturation ``s`` and hue ``s / 4``;
             ``0`` disables it (training only).
         hsv: ``(hue, saturation, value)`` gains of :class:`RandomHSV`; all ``0`` disables it (training only).
+        resize: ``torchvision`` or ``mmdet`` rounding and interpolation (:class:`ResizeKeepRatio`).
     """
     steps = photometric_and_flip(hflip_prob, color_jitter, hsv) if train else []
-    steps.append(ResizeKeepRatio(min_size if train else _eval_size(min_size), max_size))
+    steps.append(ResizeKeepRatio(min_size if train else _eval_size(min_size), max_size, resize))
     return DetectionTransform(steps)
 
 

@@ -33,7 +33,7 @@ def make_eval_dataset(model: Detector, ann_file: str | Path | dict, image_dir: s
                       class_names: Sequence[str] | None = None) -> CocoDetection:
     """The evaluation dataset of ``model``: ``ann_file`` (COCO JSON path or dict) resized as the model expects."""
     inp = model.cfg.input
-    return CocoDetection(ann_file, image_dir, build_transforms(False, inp.min_size, inp.max_size),
+    return CocoDetection(ann_file, image_dir, build_transforms(False, inp.min_size, inp.max_size, resize=inp.resize),
                          class_names=class_names, train=False)
 
 

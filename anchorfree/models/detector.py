@@ -39,6 +39,8 @@ class Detector(nn.Module):
                                   "neck.upconv_channels entry")
         if cfg.input.channel_order not in ("rgb", "bgr"):
             raise ConfigError(f"input.channel_order must be rgb or bgr, got '{cfg.input.channel_order}'")
+        if cfg.input.resize not in ("torchvision", "mmdet"):
+            raise ConfigError(f"input.resize must be torchvision or mmdet, got '{cfg.input.resize}'")
         if cfg.input.normalize_on not in ("unit", "byte"):
             raise ConfigError(f"input.normalize_on must be unit or byte, got '{cfg.input.normalize_on}'")
         self.bgr = cfg.input.channel_order == "bgr"
