@@ -89,3 +89,21 @@ def test_static_export_on_the_padded_size_of_its_images_gives_models_detections(
     torch_model = Model(run, device="cpu", fast=False)
     assert assert_matches(torch_model(landscape), exported(landscape), exported) > 10
     assert exported.class_names == CLASSES
+
+
+def test_an_export_resizes_as_the_model_it_came_from_with_mmdetections_rule(tmp_path):
+    """``input.resize=mmdet`` (converted mmdetection models): the export's metadata carries the rule and its
+    predictor resizes as PyTorch does — an 80x100 image becomes 77x96 (rounded), not 76x96 (floored)."""
+    cfg = small_config("fcos")
+    cfg.model.input.resize = "mmdet"
+    run = tmp_path / "run"
+    atomic_save(make_checkpoint(cfg, small_detector("fcos").state_dict()), run / "best.pt")
+    report = export_model(run, "onnx", run / "mmdet.onnx", dynamic=True, check_images=3)
+    assert report.check.passed and "OpenCV's" in report.check.preprocessing, report.summary()
+    exported = ExportedModel(report.path, device="cpu")
+    assert exported.info.input["resize_mode"] == "mmdet"
+    image = np.ascontiguousarray(check_images(1, 160, seed=5)[0][:80, :100])
+    assert image.shape == (80, 100, 3)
+    assert letterbox([image], SIZE, SIZE, None, 1, mode="mmdet")[1].tolist() == [[77, 96]]
+    torch_model = Model(run, device="cpu", fast=False)
+    assert assert_matches(torch_model([image, image]), exported([image, image]), exported) > 10

@@ -54,10 +54,13 @@ class Problem:
 class DatasetWarning(UserWarning):
     """A dataset problem that training works around (clipped boxes, unknown YAML keys, ...).
 
-    ``problem`` is the :class:`Problem`; ``str(warning)`` is its message.
+    ``problem`` is the :class:`Problem`; ``str(warning)`` is its message. Built from a message alone (as
+    pytest-xdist rebuilds a warning raised in a worker from its arguments), the problem is a warning of that text.
     """
 
-    def __init__(self, problem: Problem) -> None:
+    def __init__(self, problem: Problem | str) -> None:
+        if isinstance(problem, str):
+            problem = Problem(problem, fatal=False)
         super().__init__(problem.message)
         self.problem = problem
 

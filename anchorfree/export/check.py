@@ -44,7 +44,7 @@ from ..models.detector import Detector
 from ..structures import Batch, Detections
 from .predictor import ExportedModel
 from .metadata import ExportInfo
-from .preprocess import keep_ratio_size, letterbox, resize_for_model
+from .preprocess import keep_ratio_size, letterbox, resize_for_model, resize_mode
 
 
 @dataclass(frozen=True)
@@ -264,25 +264,26 @@ def pytorch_detections(detector: Detector, images: list[np.ndarray], inp: dict[s
     to ``size_divisor`` as :class:`anchorfree.Model` does (``canvas=None``). ``inp`` is the export's input
     rule (:attr:`ExportInfo.input`); boxes are in the original images' pixels when ``rescale``."""
     batch_images, sizes, _ = letterbox(images, int(inp["min_size"]), int(inp["max_size"]), canvas,
-                                       int(inp["size_divisor"]))
+                                       int(inp["size_divisor"]), mode=resize_mode(inp))
     orig = torch.tensor([image.shape[:2] for image in images])
     batch = Batch(torch.from_numpy(batch_images), torch.from_numpy(sizes), orig_sizes=orig)
     with torch.no_grad():
         return detector.predict(batch, rescale=rescale, **options)
 
 
-def _compare_resize(images: list[np.ndarray], min_size: int, max_size: int) -> str:
-    """The NumPy resize of the predictor against torchvision's (the PyTorch path's), in words."""
-    transform = build_transforms(False, min_size, max_size)
+def _compare_resize(images: list[np.ndarray], min_size: int, max_size: int, mode: str = "torchvision") -> str:
+    """The NumPy resize of the predictor against the PyTorch path's (torchvision's, or OpenCV's), in words."""
+    transform = build_transforms(False, min_size, max_size, resize=mode)
     differs = 0
     for image in images:
         reference = transform(torch.from_numpy(image).permute(2, 0, 1).contiguous(), torch.zeros(0, 4),
                               torch.zeros(0, dtype=torch.long))[0].permute(1, 2, 0).numpy()
-        ours, _ = resize_for_model(image, min_size, max_size)
+        ours, _ = resize_for_model(image, min_size, max_size, mode=mode)
         differs += int(reference.shape != ours.shape or not np.array_equal(reference, ours))
+    which = "OpenCV's (mmdetection's)" if mode == "mmdet" else "torchvision's"
     if not differs:
-        return f"identical to torchvision's on all {len(images)} images"
-    return f"differs from torchvision's on {differs} of {len(images)} images (a CPU without AVX2?)"
+        return f"identical to {which} on all {len(images)} images"
+    return f"differs from {which} on {differs} of {len(images)} images (a CPU without AVX2?)"
 
 
 def check_export(model: ExportedModel, detector: Detector, tol: Tolerance, num_images: int = 3,
@@ -295,7 +296,7 @@ def check_export(model: ExportedModel, detector: Detector, tol: Tolerance, num_i
     result = CheckResult(passed=True, runtime=runtime, tolerance=tol, canvas=info.canvas)
     images = check_images(num_images, int(inp["min_size"]), seed)
     result.image_shapes = [(int(image.shape[0]), int(image.shape[1])) for image in images]
-    result.preprocessing = _compare_resize(images, int(inp["min_size"]), int(inp["max_size"]))
+    result.preprocessing = _compare_resize(images, int(inp["min_size"]), int(inp["max_size"]), resize_mode(inp))
 
     opts = model.inference_options()
     head_fields = set(type(detector.head.cfg).INFERENCE_FIELDS)
@@ -342,7 +343,8 @@ def _against_model(detector: Detector, image: np.ndarray, got: Dets, info: Expor
     input is the canvas's, compared already)."""
     inp = info.input
     divisor = int(inp["size_divisor"])
-    size = keep_ratio_size(image.shape[0], image.shape[1], int(inp["min_size"]), int(inp["max_size"]))
+    size = keep_ratio_size(image.shape[0], image.shape[1], int(inp["min_size"]), int(inp["max_size"]),
+                           resize_mode(inp))
     if tuple(-(-side // divisor) * divisor for side in size) == tuple(info.canvas):
         return
     ref = pytorch_detections(detector, [image], inp, None, **torch_opts)[0]

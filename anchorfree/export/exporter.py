@@ -14,7 +14,7 @@ from ..errors import ConfigError, ExportError
 from ..models.detector import Detector
 from .check import FP16, FP32, CheckResult, check_export
 from .graph import DetectionGraph
-from .metadata import RESIZE_RULE, ExportInfo
+from .metadata import MMDET_RESIZE_RULE, RESIZE_RULE, ExportInfo
 from .ops import HARD_MODES, SOFT_MODES
 from .predictor import SUFFIX_FORMATS, ExportedModel
 from .writers import MIN_OPSET, example_inputs, write_onnx, write_pt2, write_torchscript
@@ -163,7 +163,8 @@ def _export_info(cfg: ModelConfig, ckpt: dict, opts, suppression: str, raw: bool
         label_to_cat_id={int(k): int(v) for k, v in (ckpt.get("label_to_cat_id") or {}).items()},
         input={"canvas": None if dynamic else list(canvas), "batch": None if dynamic else batch,
                "min_size": inp.min_size, "max_size": inp.max_size, "size_divisor": inp.size_divisor,
-               "mean": list(inp.mean), "std": list(inp.std), "resize": RESIZE_RULE},
+               "mean": list(inp.mean), "std": list(inp.std), "resize_mode": inp.resize,
+               "resize": MMDET_RESIZE_RULE if inp.resize == "mmdet" else RESIZE_RULE},
         suppression=suppression, raw_candidates=raw, pytorch_nms=opts.nms,
         inference={k: getattr(opts, k) for k in type(opts).INFERENCE_FIELDS},
         precision="fp16" if half else "fp32", notes=" ".join(notes))

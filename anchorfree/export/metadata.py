@@ -39,6 +39,9 @@ RESIZE_RULE = ("keep-ratio resize (scale = min(min_size / short side, max_size /
                "bilinear without antialias as torchvision; the image at the top-left of a zero canvas: the fixed "
                "canvas of a static export (an image whose resized size does not fit is shrunk to fit), else the "
                "batch's largest size rounded up to size_divisor")
+MMDET_RESIZE_RULE = ("keep-ratio resize as mmdetection's test pipeline (scale = min(min_size / short side, max_size / "
+                     "long side), sizes rounded to the nearest), OpenCV's bilinear (INTER_LINEAR); the image at the "
+                     "top-left of a zero canvas, as for the torchvision rule")
 _JSON_FIELDS = ("class_names", "label_to_cat_id", "input", "inference")
 
 

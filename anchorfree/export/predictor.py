@@ -30,7 +30,7 @@ import numpy as np
 from ..errors import ConfigError, ExportError
 from .metadata import ExportInfo
 from .prediction import Prediction
-from .preprocess import letterbox, to_rgb_array
+from .preprocess import letterbox, resize_mode, to_rgb_array
 
 OUTPUT_NAMES = ("boxes", "scores", "labels", "num_detections")
 SUFFIX_FORMATS = {".onnx": "onnx", ".pt2": "pt2", ".torchscript": "torchscript"}
@@ -243,7 +243,7 @@ class ExportedModel:
         export's batch size is filled with empty images)."""
         inp = self.info.input
         batch, sizes, shrunk = letterbox(images, int(inp["min_size"]), int(inp["max_size"]), self.info.canvas,
-                                         int(inp["size_divisor"]), self.info.batch)
+                                         int(inp["size_divisor"]), self.info.batch, resize_mode(inp))
         if shrunk and not self.shrink_warned:
             warnings.warn(f"an image of this size does not fit the {self.info.canvas} canvas of {self.path.name} "
                           "after the resize of the PyTorch path; it is shrunk to fit, so its detections differ "

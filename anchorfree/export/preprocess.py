@@ -2,7 +2,8 @@
 
 * :func:`to_rgb_array`: any supported image input → ``uint8 [H, W, 3]`` RGB, with the rules of
   :func:`anchorfree.api.to_uint8_chw` (files by :func:`anchorfree.images.read_image`, EXIF orientation applied);
-* :func:`keep_ratio_size`: torchvision's detection resize rule (:func:`anchorfree.data.keep_ratio_size`);
+* :func:`keep_ratio_size`: torchvision's detection resize rule (:func:`anchorfree.data.keep_ratio_size`), or
+  mmdetection's (sizes rounded, OpenCV's bilinear) for models with ``input.resize=mmdet``;
 * :func:`resize_bilinear`: the resize of :class:`anchorfree.data.ResizeKeepRatio` — torchvision's
   ``resize(antialias=False)`` on a ``uint8`` image, which on CPUs with AVX2 (and on ARM) runs PyTorch's
   native ``uint8`` kernel (``UpSampleKernel.cpp``, derived from Pillow's resampling): separable, the
@@ -64,10 +65,31 @@ def to_rgb_array(image: Any, orient: bool = True) -> np.ndarray:
                           "or tensor")
 
 
-def keep_ratio_size(height: int, width: int, min_size: int, max_size: int) -> tuple[int, int]:
-    """``(h, w)`` after the resize: ``scale = min(min_size / short side, max_size / long side)``, rounded down."""
+def keep_ratio_size(height: int, width: int, min_size: int, max_size: int,
+                    mode: str = "torchvision") -> tuple[int, int]:
+    """``(h, w)`` after the resize: ``scale = min(min_size / short side, max_size / long side)``, rounded down
+    (``torchvision``) or to the nearest (``mmdet``, mmcv's ``rescale_size``), as
+    :func:`anchorfree.data.keep_ratio_size`."""
     scale = min(min_size / min(height, width), max_size / max(height, width))
+    if mode == "mmdet":
+        return max(1, int(height * scale + 0.5)), max(1, int(width * scale + 0.5))
     return max(1, math.floor(height * scale)), max(1, math.floor(width * scale))
+
+
+def resize_mode(inp: dict[str, Any]) -> str:
+    """The resize of an export's input rule (``torchvision`` for exports written before the field existed)."""
+    return str(inp.get("resize_mode", "torchvision"))
+
+
+def _resize_opencv(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """OpenCV's ``INTER_LINEAR`` (mmdetection's resize; :func:`anchorfree.data.resize_image` with ``mmdet``)."""
+    try:
+        import cv2
+    except ImportError:
+        raise AnchorfreeError("this model resizes images as mmdetection does (input.resize=mmdet), with OpenCV: "
+                              "pip install 'anchorfree[mmdet]' (opencv-python-headless)") from None
+    out = cv2.resize(np.ascontiguousarray(image), (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+    return out.reshape(size[0], size[1], -1)
 
 
 def _axis_weights(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, int]:
@@ -117,17 +139,20 @@ def resize_bilinear(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def resize_for_model(image: np.ndarray, min_size: int, max_size: int,
-                     canvas: tuple[int, int] | None = None) -> tuple[np.ndarray, bool]:
+                     canvas: tuple[int, int] | None = None, mode: str = "torchvision") -> tuple[np.ndarray, bool]:
     """The network-input image of ``image`` (``uint8 [H, W, 3]``): the keep-ratio resize of the PyTorch
-    path; when ``canvas`` is given and that size does not fit in it, the keep-ratio size that fills the
-    canvas instead (the second value is then ``True``: the input differs from the PyTorch path's)."""
-    height, width = keep_ratio_size(image.shape[0], image.shape[1], min_size, max_size)
+    path (``mode``: the model's ``input.resize``); when ``canvas`` is given and that size does not fit in it,
+    the keep-ratio size that fills the canvas instead (the second value is then ``True``: the input differs
+    from the PyTorch path's)."""
+    height, width = keep_ratio_size(image.shape[0], image.shape[1], min_size, max_size, mode)
     shrunk = False
     if canvas is not None and (height > canvas[0] or width > canvas[1]):
         scale = min(canvas[0] / image.shape[0], canvas[1] / image.shape[1])
         height = min(canvas[0], max(1, math.floor(image.shape[0] * scale)))
         width = min(canvas[1], max(1, math.floor(image.shape[1] * scale)))
         shrunk = True
+    if mode == "mmdet":
+        return _resize_opencv(image, (height, width)), shrunk
     return resize_bilinear(image, (height, width)), shrunk
 
 
@@ -147,7 +172,8 @@ def pad_batch(images: list[np.ndarray], canvas: tuple[int, int] | None = None,
 
 
 def letterbox(images: list[np.ndarray], min_size: int, max_size: int, canvas: tuple[int, int] | None = None,
-              size_divisor: int = 1, batch: int | None = None) -> tuple[np.ndarray, np.ndarray, bool]:
+              size_divisor: int = 1, batch: int | None = None,
+              mode: str = "torchvision") -> tuple[np.ndarray, np.ndarray, bool]:
     """The network input of ``uint8 [H, W, 3]`` images: each resized (:func:`resize_for_model`), then
     :func:`pad_batch` — on ``canvas`` (a static export) or, with ``canvas=None``, to the batch's largest size
     rounded up to ``size_divisor`` (:class:`anchorfree.Model`, dynamic exports). ``batch`` fills the batch up
@@ -155,7 +181,7 @@ def letterbox(images: list[np.ndarray], min_size: int, max_size: int, canvas: tu
     ``canvas`` (its input then differs from the PyTorch path's)."""
     resized, shrunk = [], False
     for image in images:
-        image, small = resize_for_model(image, min_size, max_size, canvas)
+        image, small = resize_for_model(image, min_size, max_size, canvas, mode)
         resized.append(image)
         shrunk |= small
     if batch is not None:

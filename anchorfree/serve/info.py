@@ -11,6 +11,8 @@ from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any
 
+from ..export.metadata import MMDET_RESIZE_RULE
+
 PYTORCH_RESIZE_RULE = ("keep-ratio resize (scale = min(min_size / short side, max_size / long side), sizes "
                        "rounded down), bilinear as torchvision; the image at the top-left of a zero canvas padded "
                        "to a multiple of size_divisor; boxes are returned in the pixels of the image sent")
@@ -41,7 +43,7 @@ def _export_device(model: Any) -> str:
 def describe_model(model: Any) -> dict[str, Any]:
     """A JSON-ready description: ``name`` (the preset or config name), ``head``, ``format`` (pytorch, onnx,
     pt2, torchscript), ``device``, ``num_classes``, ``class_names``, ``input`` (``min_size``, ``max_size``,
-    ``size_divisor``, ``canvas``, ``rule``) and the default ``inference`` options."""
+    ``size_divisor``, ``canvas``, ``resize_mode``, ``rule``) and the default ``inference`` options."""
     info = _export_info(model)
     if info is not None:
         inp = info.input
@@ -51,7 +53,8 @@ def describe_model(model: Any) -> dict[str, Any]:
                 "num_classes": len(info.class_names), "class_names": [str(n) for n in info.class_names],
                 "input": {"min_size": int(inp["min_size"]), "max_size": int(inp["max_size"]),
                           "size_divisor": int(inp["size_divisor"]), "canvas": inp.get("canvas"),
-                          "batch": inp.get("batch"), "rule": inp.get("resize") or PYTORCH_RESIZE_RULE},
+                          "batch": inp.get("batch"), "resize_mode": inp.get("resize_mode", "torchvision"),
+                          "rule": inp.get("resize") or PYTORCH_RESIZE_RULE},
                 "inference": inference}
     cfg = model.config.model
     head = cfg.head
@@ -61,7 +64,8 @@ def describe_model(model: Any) -> dict[str, Any]:
             "num_classes": len(model.class_names), "class_names": [str(n) for n in model.class_names],
             "input": {"min_size": int(cfg.input.min_size), "max_size": int(cfg.input.max_size),
                       "size_divisor": int(cfg.input.size_divisor), "canvas": None, "batch": None,
-                      "rule": PYTORCH_RESIZE_RULE},
+                      "resize_mode": cfg.input.resize,
+                      "rule": MMDET_RESIZE_RULE if cfg.input.resize == "mmdet" else PYTORCH_RESIZE_RULE},
             "inference": {name: getattr(head, name) for name in fields if hasattr(head, name)}}
 
 
@@ -69,16 +73,17 @@ def input_key(description: dict[str, Any]) -> Callable[[Any], Hashable]:
     """A function of an ``H x W x 3`` image giving the size of the canvas the model runs it on (the
     resized size rounded up to ``size_divisor``, or the fixed canvas of a static export): images with
     the same key can share a batch without changing each other's detections."""
-    from ..export.preprocess import keep_ratio_size
+    from ..export.preprocess import keep_ratio_size, resize_mode
 
     inp = description["input"]
     if inp.get("canvas") is not None:
         canvas = tuple(inp["canvas"])
         return lambda image: canvas
     lo, hi, divisor = inp["min_size"], inp["max_size"], max(1, inp["size_divisor"])
+    mode = resize_mode(inp)
 
     def key(image: Any) -> Hashable:
-        h, w = keep_ratio_size(int(image.shape[0]), int(image.shape[1]), lo, hi)
+        h, w = keep_ratio_size(int(image.shape[0]), int(image.shape[1]), lo, hi, mode)
         return -(-h // divisor) * divisor, -(-w // divisor) * divisor
 
     return key
