@@ -1,8 +1,8 @@
 """Golden detections of mmdetection 3.3.0 whole detectors on images that its test pipeline resizes.
 
 ``mmdet_detector_golden.py`` feeds batches that need no resize; here each model runs mmdetection's own
-``inference_detector`` (its test pipeline: keep-ratio ``Resize`` to (1333, 800) — sizes rounded, OpenCV's
-bilinear — then normalisation and padding) on a 480×640 and a 300×500 image, with the weights of the golden
+``inference_detector`` (its test pipeline: keep-ratio ``Resize`` — sizes rounded, OpenCV's bilinear — then
+normalisation and padding; the scale set to (333, 200) to keep the tests short) on a 150×200 and a 120×250 image, with the weights of the golden
 file's keys (``tests/golden_weights.py``), and stores the detections in the original pixels. FCOS runs in both
 of its configurations (the "tricks" one and the plain ``fcos_r50-caffe_fpn_gn-head_1x_coco``).
 
@@ -35,7 +35,8 @@ register_all_modules()
 CONFIGS = Path(mmdet.__file__).parent / ".mim" / "configs"
 GOLDEN = torch.load(REPO / "tests" / "fixtures" / "mmdet_detectors.pt", weights_only=True)
 OUT = REPO / "tests" / "fixtures" / "mmdet_resized.pt"
-SIZES = [(480, 640), (300, 500)]
+SIZES = [(150, 200), (120, 250)]
+SCALE = (333, 200)  # the test pipeline's Resize scale, a quarter of (1333, 800): the same rule on small inputs
 # GFL is left out: with the golden weights its boxes have no area at these sizes and mmdetection keeps none
 RUNS = {  # name → (golden weights, config, score threshold: the config's, or 0 where nothing passes it)
     "fcos": ("fcos", "fcos/fcos_r50-caffe_fpn_gn-head-center-normbbox-centeronreg-giou_1x_coco.py", None),
@@ -56,6 +57,9 @@ def run(weights: str, config: str, score_thr: float | None) -> dict:
     state = {k: v for k, v in state.items() if k in own}  # the plain FCOS has no tower conv biases (GN, "auto")
     model.load_state_dict(state, strict=True)
     model.eval()
+    for step in model.cfg.test_dataloader.dataset.pipeline:
+        if step["type"] == "Resize":
+            step["scale"] = SCALE
     keys = [k for k in g["keys"] if k[0] in own]  # the checkpoint of this model: the tests build it from these
     out = {"config": config, "weights": weights, "keys": keys, "score_thr": score_thr, "images": []}
     for image in synthetic_images(SIZES, seed=7):
@@ -72,7 +76,7 @@ def run(weights: str, config: str, score_thr: float | None) -> dict:
 if __name__ == "__main__":
     torch.set_num_threads(2)
     golden = {name: run(*spec) for name, spec in RUNS.items()}
-    golden["sizes"] = SIZES
+    golden["sizes"], golden["scale"] = SIZES, SCALE
     golden["mmdet_version"] = mmdet.__version__
     torch.save(golden, OUT)
     print(f"wrote {OUT}")

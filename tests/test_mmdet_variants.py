@@ -158,18 +158,22 @@ RESIZED = torch.load(Path(__file__).parent / "fixtures" / "mmdet_resized.pt", we
 
 @pytest.mark.parametrize("name", ["fcos", "fcos_plain", "atss", "retinanet"])
 def test_images_that_need_resizing_match_mmdetection_end_to_end(name, tmp_path):
-    """mmdetection's test pipeline resizes 480×640 to 800×1067 (sizes rounded, OpenCV's bilinear), where
-    torchvision's rule gives 800×1066: converted models read the checkpoint's config and resize as mmdetection
-    does, and ``Model`` returns its detections in the original pixels (``scripts/mmdet_resize_golden.py``)."""
+    """mmdetection's test pipeline resizes 150×200 to 200×267 and 120×250 to 160×333 at its scale (333, 200)
+    (sizes rounded, OpenCV's bilinear; at (1333, 800) 480×640 becomes 800×1067) where torchvision's rule gives
+    200×266 and 159×333: converted models resize as mmdetection does, and ``Model`` returns its detections in the
+    original pixels (``scripts/mmdet_resize_golden.py``; the scale is its config's divided by 4 to keep this short)."""
     golden = RESIZED[name]
     path = checkpoint(tmp_path / f"{name}.pth", golden["weights"], config=Path(golden["config"]).stem,
                       keys=golden["keys"])
     run = tmp_path / "run"
-    assert main(["convert", "mmdet", str(path), "--out", str(run)]) == 0
+    long, short = RESIZED["scale"]
+    assert main(["convert", "mmdet", str(path), "--out", str(run), f"model.input.max_size={long}",
+                 f"model.input.min_size={short}"]) == 0
     model = Model(run, device="cpu", fast=False)
     assert model.config.model.input.resize == "mmdet"
     for image, theirs in zip(synthetic_images(RESIZED["sizes"], seed=7), golden["images"]):
-        assert keep_ratio_size(*image.shape[-2:], 800, 1333, "mmdet") == theirs["img_shape"]
+        assert keep_ratio_size(*image.shape[-2:], short, long, "mmdet") == theirs["img_shape"]
+        assert keep_ratio_size(*image.shape[-2:], short, long) != theirs["img_shape"]  # torchvision's differs
         ours = model(image.permute(1, 2, 0).numpy())
         assert len(ours) == len(theirs["scores"]) == 100
         assert match_detections(ours, theirs) == [], f"{name} {tuple(image.shape[-2:])}"
