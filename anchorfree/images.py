@@ -156,3 +156,15 @@ def read_image(path: str | Path, *, orient: bool = True) -> np.ndarray:
     except OSError as e:
         raise ImageReadError(source, "unreadable", "cannot be read", str(e)) from None
     return decode_image(data, source, orient=orient, name=path.name)
+
+
+def resize_opencv(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``uint8 [H, W, C]`` → ``[h, w, C]`` by OpenCV's ``INTER_LINEAR``, as mmcv's ``imresize`` calls it
+    (mmdetection's test pipeline; ``input.resize=mmdet``); ``size`` is ``(h, w)``."""
+    try:
+        import cv2
+    except ImportError:
+        raise AnchorfreeError("this model resizes images as mmdetection does (input.resize=mmdet), with OpenCV: "
+                              "pip install 'anchorfree[mmdet]' (opencv-python-headless)") from None
+    out = cv2.resize(np.ascontiguousarray(image), (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+    return out.reshape(size[0], size[1], -1)

@@ -18,17 +18,16 @@ from PIL import Image, ImageDraw, ImageFont
 pytest.importorskip("fastapi", reason='serving needs the serve extra: pip install "anchorfree[serve]"')
 httpx = pytest.importorskip("httpx", reason='the serving tests need httpx: pip install "anchorfree[test]"')
 
-from test_serve import CLASSES, ServerThread, picture, png, tiny_config  # noqa: E402
+from test_serve import CLASSES, ServerThread, picture, png, write_tiny_run  # noqa: E402
 
 from anchorfree import Model, load_model  # noqa: E402
 from anchorfree.api import to_uint8_chw  # noqa: E402
 from anchorfree.cli import main  # noqa: E402
 from anchorfree.data import load_image  # noqa: E402
-from anchorfree.engine.checkpoint import atomic_save, load_detector, make_checkpoint  # noqa: E402
+from anchorfree.engine.checkpoint import load_detector  # noqa: E402
 from anchorfree.errors import CheckpointError  # noqa: E402
 from anchorfree.export.predictor import ExportedModel  # noqa: E402
 from anchorfree.images import ImageReadError, read_image, video_container  # noqa: E402
-from anchorfree.models.detector import Detector  # noqa: E402
 from anchorfree.serve import create_app  # noqa: E402
 from anchorfree.structures import Detections  # noqa: E402
 from anchorfree.visualize import class_color, draw_detections  # noqa: E402
@@ -42,15 +41,7 @@ AVI_HEAD = b"RIFF\x00\x10\x00\x00AVI LIST\x00\x01\x00\x00hdrlavih" + bytes(200)
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny untrained model of the server tests, as a run folder (scores spread over 0.05..0.5)."""
-    cfg = tiny_config()
-    torch.manual_seed(0)
-    det = Detector(cfg.model).eval()
-    with torch.no_grad():
-        det.head.cls_logits.bias.fill_(-1.0)
-        det.head.cls_logits.weight.mul_(30.0)
-    run = tmp_path_factory.mktemp("inputs") / "run"
-    atomic_save(make_checkpoint(cfg, det.state_dict()), run / "best.pt")
-    return run
+    return write_tiny_run(tmp_path_factory.mktemp("inputs") / "run")
 
 
 @pytest.fixture(scope="module")

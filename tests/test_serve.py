@@ -135,18 +135,21 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(before)
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A run folder with the untrained tiny model; class logits spread so that scores range over 0.05..0.5."""
+def write_tiny_run(run: Path) -> Path:
+    """``run/best.pt`` with the untrained tiny model; class logits spread so that scores range over 0.05..0.5."""
     cfg = tiny_config()
     torch.manual_seed(0)
     det = Detector(cfg.model).eval()
     with torch.no_grad():
         det.head.cls_logits.bias.fill_(-1.0)
         det.head.cls_logits.weight.mul_(30.0)
-    run = tmp_path_factory.mktemp("serve") / "run"
     atomic_save(make_checkpoint(cfg, det.state_dict()), run / "best.pt")
     return run
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_run(tmp_path_factory.mktemp("serve") / "run")
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,8 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
+from ..images import resize_opencv
+
 __all__ = [
     "MIN_BOX_SIZE",
     "ResizeKeepRatio",
@@ -59,14 +61,8 @@ def resize_image(image: Tensor, size: tuple[int, int], mode: str = "torchvision"
     differently, by up to one grey level), so that converted mmdetection models see mmdetection's pixels."""
     if mode != "mmdet":
         return F.resize(image, list(size), interpolation=v2.InterpolationMode.BILINEAR, antialias=False)
-    try:
-        import cv2
-    except ImportError:
-        raise ImportError("model.input.resize=mmdet resizes with OpenCV, as mmdetection does: pip install "
-                          "'anchorfree[mmdet]' (opencv-python-headless)") from None
-    array = image.permute(1, 2, 0).contiguous().numpy()
-    out = cv2.resize(array, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
-    return torch.from_numpy(out.reshape(size[0], size[1], -1)).permute(2, 0, 1).contiguous()
+    out = resize_opencv(image.permute(1, 2, 0).numpy(), size)
+    return torch.from_numpy(out).permute(2, 0, 1).contiguous()
 
 
 class ResizeKeepRatio(v2.Transform):

@@ -32,7 +32,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import AnchorfreeError
-from ..images import orient_image, read_image
+from ..images import orient_image, read_image, resize_opencv
 
 
 def to_rgb_array(image: Any, orient: bool = True) -> np.ndarray:
@@ -79,17 +79,6 @@ def keep_ratio_size(height: int, width: int, min_size: int, max_size: int,
 def resize_mode(inp: dict[str, Any]) -> str:
     """The resize of an export's input rule (``torchvision`` for exports written before the field existed)."""
     return str(inp.get("resize_mode", "torchvision"))
-
-
-def _resize_opencv(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """OpenCV's ``INTER_LINEAR`` (mmdetection's resize; :func:`anchorfree.data.resize_image` with ``mmdet``)."""
-    try:
-        import cv2
-    except ImportError:
-        raise AnchorfreeError("this model resizes images as mmdetection does (input.resize=mmdet), with OpenCV: "
-                              "pip install 'anchorfree[mmdet]' (opencv-python-headless)") from None
-    out = cv2.resize(np.ascontiguousarray(image), (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
-    return out.reshape(size[0], size[1], -1)
 
 
 def _axis_weights(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, int]:
@@ -152,7 +141,7 @@ def resize_for_model(image: np.ndarray, min_size: int, max_size: int,
         width = min(canvas[1], max(1, math.floor(image.shape[1] * scale)))
         shrunk = True
     if mode == "mmdet":
-        return _resize_opencv(image, (height, width)), shrunk
+        return resize_opencv(image, (height, width)), shrunk
     return resize_bilinear(image, (height, width)), shrunk
 
 
