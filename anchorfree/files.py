@@ -1,9 +1,16 @@
-"""Writing files so that a run killed mid-write leaves the previous file intact."""
+"""Writing files so that a run killed mid-write leaves the previous file intact; telling exported models by name."""
 from __future__ import annotations
 
 import os
 import tempfile
 from pathlib import Path
+
+SUFFIX_FORMATS = {".onnx": "onnx", ".pt2": "pt2", ".torchscript": "torchscript"}  # exported models' file names
+
+
+def export_format(path: str | Path) -> str | None:
+    """``onnx``, ``pt2`` or ``torchscript`` from a file name; ``None`` for anything else (a checkpoint...)."""
+    return SUFFIX_FORMATS.get(Path(path).suffix.lower())
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

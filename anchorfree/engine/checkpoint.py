@@ -16,7 +16,7 @@ import torch
 
 from ..config import Config, from_dict, to_dict
 from ..errors import CheckpointError
-from ..export.predictor import export_format
+from ..files import export_format
 from ..models.detector import Detector
 
 FORMAT = "anchorfree-checkpoint"

@@ -11,12 +11,13 @@ from pathlib import Path
 from ..config import NMS_MODES, ModelConfig
 from ..engine.checkpoint import load_detector
 from ..errors import ConfigError, ExportError
+from ..files import SUFFIX_FORMATS
 from ..models.detector import Detector
 from .check import FP16, FP32, CheckResult, check_export
 from .graph import DetectionGraph
 from .metadata import MMDET_RESIZE_RULE, RESIZE_RULE, ExportInfo
 from .ops import HARD_MODES, SOFT_MODES
-from .predictor import SUFFIX_FORMATS, ExportedModel
+from .predictor import ExportedModel
 from .writers import MIN_OPSET, example_inputs, write_onnx, write_pt2, write_torchscript
 
 FORMATS = {"onnx": ".onnx", "pt2": ".pt2", "torchscript": ".torchscript"}

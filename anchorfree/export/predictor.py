@@ -28,18 +28,13 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, ExportError
+from ..files import export_format
 from .metadata import ExportInfo
 from .prediction import Prediction
 from .preprocess import letterbox, resize_mode, to_rgb_array
 
 OUTPUT_NAMES = ("boxes", "scores", "labels", "num_detections")
-SUFFIX_FORMATS = {".onnx": "onnx", ".pt2": "pt2", ".torchscript": "torchscript"}
 RUNTIME_OPTIONS = ("score_thresh", "nms_thresh", "max_detections", "nms")
-
-
-def export_format(path: str | Path) -> str | None:
-    """``onnx``, ``pt2`` or ``torchscript`` from a file name; ``None`` for anything else."""
-    return SUFFIX_FORMATS.get(Path(path).suffix.lower())
 
 
 def hard_nms(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, iou_thresh: float,
