@@ -25,6 +25,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: 0 if item.path.name == "test_end_to_end.py" else 1)  # stable: file order kept
 
 
+def missing_browser(reason: str) -> None:
+    """A browser test without its browser: skipped on a developer's machine (saying what to install), failed
+    under CI (``CI`` set), where ``.ci/run`` installs Chromium, so that the test cannot pass by not running."""
+    if os.environ.get("CI"):
+        pytest.fail(f"CI is set but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def small_synth(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """24 training and 8 validation images of 96..128 px."""

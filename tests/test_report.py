@@ -34,7 +34,7 @@ from anchorfree.report import (
     write_run_report,
 )
 
-from conftest import micro_config
+from conftest import micro_config, missing_browser
 from test_evaluation import make_detections, make_gt
 
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome")
@@ -249,8 +249,8 @@ def _chromium() -> str:
         path = shutil.which(candidate) or (candidate if Path(candidate).is_file() else None)
         if path:
             return path
-    pytest.skip("Chromium not found (looked for " + ", ".join((configured,) if configured else CHROMIUM_CANDIDATES)
-                + "): install it (Debian/Ubuntu: apt-get install chromium) or set ANCHORFREE_CHROMIUM to its path")
+    missing_browser("Chromium was not found (looked for " + ", ".join((configured,) if configured else CHROMIUM_CANDIDATES)
+                    + "): install it (Debian/Ubuntu: apt-get install chromium) or set ANCHORFREE_CHROMIUM to its path")
 
 
 @pytest.fixture(scope="module")
@@ -258,8 +258,8 @@ def browser():
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        pytest.skip("playwright is not installed: pip install playwright (or pip install -e '.[test]'); it drives "
-                    "the system Chromium, no browser download is needed")
+        missing_browser("playwright is not installed: pip install playwright (or pip install -e '.[test]'); it "
+                        "drives the system Chromium, no browser download is needed")
     executable = _chromium()
     with sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])

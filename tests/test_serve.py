@@ -27,7 +27,7 @@ pytest.importorskip("uvicorn", reason='serving needs the serve extra: pip instal
 httpx = pytest.importorskip("httpx", reason='the serving tests need httpx: pip install "anchorfree[test]"')
 
 import uvicorn  # noqa: E402
-from conftest import micro_config  # noqa: E402
+from conftest import micro_config, missing_browser  # noqa: E402
 
 from anchorfree import Model  # noqa: E402
 from anchorfree.engine.checkpoint import atomic_save, make_checkpoint  # noqa: E402
@@ -360,12 +360,14 @@ def test_load(server: ServerThread, counting: CountingModel, artifacts: Path) ->
 
 # ---- the web page ---------------------------------------------------------------------------------------
 def test_web_page_draws_the_detections(server: ServerThread, artifacts: Path, tmp_path: Path) -> None:
-    sync_api = pytest.importorskip("playwright.sync_api",
-                                   reason="the web page test needs playwright: pip install playwright (it drives "
-                                          f"the system Chromium at {CHROMIUM})")
+    try:
+        from playwright import sync_api
+    except ImportError:
+        missing_browser(f"the web page test needs playwright: pip install playwright (it drives the system "
+                        f"Chromium at {CHROMIUM})")
     if not Path(CHROMIUM).exists():
-        pytest.skip(f"the web page test needs Chromium at {CHROMIUM}: apt-get install chromium, or set "
-                    "ANCHORFREE_CHROMIUM to its path")
+        missing_browser(f"the web page test needs Chromium at {CHROMIUM}: apt-get install chromium, or set "
+                        "ANCHORFREE_CHROMIUM to its path")
     image_path = tmp_path / "shapes.png"
     image_path.write_bytes(png(picture()))
     problems: list[str] = []
