@@ -14,10 +14,10 @@ __version__ = "0.1.0"
 _LAZY = {
     "Batch": "structures", "Config": "config", "Detections": "structures", "Detector": "models.detector",
     "Model": "api", "PRESETS": "presets", "Prediction": "api", "build_detector": "models.detector",
-    "get_preset": "presets", "load_config": "config", "load_model": "api",
+    "get_preset": "presets", "load_config": "config", "load_model": "api", "train": "engine.launch",
 }
 __all__ = ["Batch", "Config", "Detections", "Detector", "Model", "PRESETS", "Prediction", "build_detector",
-           "get_preset", "load_config", "load_model"]
+           "get_preset", "load_config", "load_model", "train"]
 
 
 def __getattr__(name: str) -> Any:

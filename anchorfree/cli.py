@@ -147,16 +147,27 @@ def build_parser() -> argparse.ArgumentParser:
             find_unused_parameters, batch_size and accumulate (keeping the effective batch), and the head's
             inference options; any other change is refused with the old and the new value.
 
+            --weights W starts from trained weights (fine-tuning; not --resume: optimizer, epoch and schedule start
+            fresh): a run folder, a .pt checkpoint or a run from `anchorfree convert`. Tensors that fit are
+            loaded; the per-class layers are re-initialised when the classes differ, keeping the rows of class
+            names both sides share; weights of another architecture are refused, naming the preset they fit.
+            train.freeze=backbone (or neck: backbone and neck) trains only the rest;
+            model.backbone.weights=imagenet starts the backbone from torchvision's ImageNet weights.
+
             examples:
+              anchorfree train gfl_shufflenetv2_pan_nano --data my_data.yaml --out runs/mine --weights runs/big
               anchorfree train fcos_r18_fpn_tiny --data data/synth --out runs/a --nproc 2 train.accumulate=2
               anchorfree train fcos_r18_fpn_tiny --data data/synth --out runs/a --resume train.epochs=12 train.lr=0.001
               torchrun --nnodes 2 --nproc_per_node 8 --rdzv_backend c10d --rdzv_endpoint HOST:29400 \\
                   -m anchorfree train fcos_r50_fpn --data coco.yaml --out runs/r50"""))
-    train.add_argument("model", help="preset name or path to a config YAML")
+    train.add_argument("model", help="preset name, path to a config YAML, or a run folder (its config.yaml)")
     train.add_argument("--data", required=True, help="dataset folder (from `data synth`) or dataset YAML")
     train.add_argument("--out", required=True, help="run folder to create (or to continue with --resume)")
     train.add_argument("--resume", action="store_true",
                        help="continue the run in --out from its last.pt (overrides: see below)")
+    train.add_argument("--weights", metavar="W",
+                       help="start from trained weights: a run folder, a .pt checkpoint or a converted run "
+                            "(fine-tuning; the same as train.weights=W)")
     train.add_argument("--nproc", type=int, default=1, metavar="N",
                        help="train with N processes on this machine, started by torchrun's launcher "
                             "(torch.distributed.run); train.batch_size is per process (default 1: no processes "
@@ -355,18 +366,17 @@ def cmd_data(args: argparse.Namespace) -> None:
 
 
 def _model_config(model: str, overrides: list[str]):
-    """The config of a preset name or a YAML file, with ``key=value`` overrides applied."""
-    from .config import apply_overrides, load_config
-    from .presets import PRESETS, get_preset
+    from .presets import model_config
 
-    cfg = get_preset(model) if model in PRESETS or not model.endswith((".yaml", ".yml")) else load_config(model)
-    return apply_overrides(cfg, overrides)
+    return model_config(model, overrides)
 
 
 def _train_worker_args(args: argparse.Namespace) -> list[str]:
     """The ``anchorfree train`` arguments of ``args`` without ``--nproc`` (what each process runs)."""
     argv = ["train", args.model, "--data", args.data, "--out", args.out]
     argv += ["--resume"] * args.resume + ["--no-progress"] * args.no_progress
+    if args.weights:
+        argv += ["--weights", args.weights]
     if args.threads:
         argv += ["--threads", str(args.threads)]
     return argv + list(args.overrides)
@@ -397,13 +407,16 @@ def cmd_train(args: argparse.Namespace) -> None:
     from .engine.trainer import Trainer, resume_config
     from .evaluation import format_metrics_table
 
+    if args.weights and args.resume:
+        raise ConfigError("--weights starts a new run from trained weights and --resume continues the run in --out "
+                          "from its own last.pt; use one of them")
     rank = int(os.environ.get("RANK", "0")) if distributed.launched_by_torchrun() else None
     trainer = None
     try:
         if args.resume:
             cfg = apply_overrides(resume_config(args.out), args.overrides)
         else:
-            cfg = _model_config(model, args.overrides)
+            cfg = _model_config(model, args.overrides + ([f"train.weights={args.weights}"] if args.weights else []))
         trainer = Trainer(cfg, args.data, args.out, resume=args.resume,  # dataset problems also go to train.log
                           progress=not args.no_progress)
         result = trainer.fit()

@@ -41,7 +41,9 @@ def parse_yaml(text: str):
 
 @dataclass
 class BackboneConfig:
-    """A torchvision body. ``weights`` is a local ImageNet state-dict path (never downloaded)."""
+    """A torchvision body. ``weights``: ImageNet weights, ``imagenet`` (torchvision's default weights of the body,
+    through its weights API and torch.hub's cache), a torchvision weights name (``IMAGENET1K_V1``) or a local
+    state-dict path."""
 
     name: str = "resnet50"  # resnet10 | resnet18 | resnet34 | resnet50 | resnet101 | shufflenet_v2_x0_5 |
     #                         shufflenet_v2_x1_0 | mobilenet_v3_large | mobilenet_v3_small | regnet_x_400mf |
@@ -469,6 +471,10 @@ class TrainConfig:
     ``batch_size x processes x accumulate`` images, and ``lr`` is the learning rate of that batch."""
 
     epochs: int = 12
+    weights: str | None = None  # start from trained weights (a run folder, a .pt checkpoint or a converted run):
+    #                            fine-tuning; tensors that fit are loaded, per-class layers re-initialised when the
+    #                            classes differ (shared class names kept). Not --resume: optimizer and schedule fresh
+    freeze: str = "none"  # none | backbone | neck (backbone and neck): no gradients there, BatchNorm in eval mode
     minutes: float = 0.0  # > 0: a time budget for the whole run (steps, checkpoints, final validation): the run's
     #                      length is re-estimated as it goes and the schedule laid over it (engine/budget.py);
     #                      epochs is then only the first estimate. 0: train.epochs epochs

@@ -5,9 +5,12 @@ enough to train in minutes on a laptop CPU and are what the demo and the tests u
 """
 from __future__ import annotations
 
+import copy
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Callable
 
-from .config import Config, ConfigError, HeadConfig, convert_head
+from .config import Config, ConfigError, HeadConfig, apply_overrides, convert_head, load_config
 
 INF = 1e8
 
@@ -608,3 +611,15 @@ def describe_presets() -> list[tuple[str, str]]:
         return text.split(". ")[0].rstrip(".") + "."
 
     return [(name, first_sentence(fn.__doc__ or "")) for name, fn in PRESETS.items()]
+
+
+def model_config(model: str | Config, overrides: Sequence[str] = ()) -> Config:
+    """The config of a preset name, a YAML file or a run folder (its ``config.yaml``), with ``key=value``
+    ``overrides`` applied."""
+    if isinstance(model, Config):
+        cfg = copy.deepcopy(model)
+    else:
+        if model not in PRESETS and (Path(model) / "config.yaml").is_file():
+            model = str(Path(model) / "config.yaml")
+        cfg = get_preset(model) if model in PRESETS or not model.endswith((".yaml", ".yml")) else load_config(model)
+    return apply_overrides(cfg, list(overrides))

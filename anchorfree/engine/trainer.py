@@ -32,6 +32,7 @@ BatchNorm statistics are per micro-batch and per process unless ``train.sync_bn`
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -67,6 +68,7 @@ from .budget import MIN_WINDOW, TimeBudget
 from .checkpoint import atomic_save, checkpoint_config, load_model_state, make_checkpoint, read_checkpoint
 from .divergence import PREVIOUS, finite_weights, next_step, rewind, write_last
 from .evaluate import predict_dataset, score_results
+from .finetune import freeze, freeze_prefixes, keep_frozen_norms, load_pretrained
 from .optim import ModelEMA, build_optimizer, build_scheduler, effective_lr, lr_factor
 from .plots import plot_run
 from .sampler import ResumableDistributedSampler, SeededSamples
@@ -173,6 +175,10 @@ def check_train_settings(cfg: Config) -> None:
     inconsistent scale-out settings, with messages naming the field."""
     validate_config(cfg)
     t = cfg.train
+    freeze_prefixes(t.freeze)
+    if t.weights and not Path(t.weights).exists():
+        raise ConfigError(f"train.weights={t.weights}: no such file or folder; pass a run folder, a .pt checkpoint "
+                          "or a run written by `anchorfree convert`")
     if not isinstance(t.accumulate, int) or t.accumulate < 1:
         raise ConfigError(f"train.accumulate must be a whole number >= 1 (micro-batches per step), got {t.accumulate}")
     if t.batch_size < 1:
@@ -272,7 +278,17 @@ class Trainer:
 
         self.train_data = build_train_data(self.train_set, t.augment, m.input.min_size)
 
-        self.model = Detector(m).to(self.device)
+        self.frozen = freeze_prefixes(t.freeze)
+        starts_trained = bool(t.weights) or self.resume_state is not None  # no ImageNet load to overwrite
+        self.model = Detector(dataclasses.replace(m, backbone=dataclasses.replace(m.backbone, weights=None))
+                              if starts_trained and m.backbone.weights else m).to(self.device)
+        if t.weights and self.resume_state is None:
+            for line in load_pretrained(self.model, cfg, t.weights).lines():
+                self._say(line)
+        if self.frozen:
+            count = freeze(self.model, self.frozen)
+            self._say(f"train.freeze={t.freeze}: {count} parameter tensors of the {' and '.join(self.frozen)} get no "
+                      "gradients; their BatchNorm layers stay in eval mode")
         if t.channels_last:
             self.model.set_channels_last(True)
         self.ema = ModelEMA(self.model, t.ema_decay) if t.ema and self.is_main else None
@@ -459,6 +475,12 @@ class Trainer:
         if self.is_main:
             log.log(level, message)
 
+    def _say(self, message: str) -> None:
+        """Log to train.log and print on the screen (rank 0)."""
+        self._log(message)
+        if self.progress:
+            tqdm.write(message)
+
     def _log_row(self, row: dict[str, Any]) -> None:
         with open(self.run / "metrics.jsonl", "a") as f:
             f.write(json.dumps(row) + "\n")
@@ -585,6 +607,7 @@ class Trainer:
         self.sampler.set_epoch(self.epoch, self.consumed)
         self.loader.generator = torch.Generator().manual_seed(t.seed * 1000 + self.epoch)  # worker seeds
         self.model.train()
+        keep_frozen_norms(self.model, self.frozen)
         per_step = t.batch_size * t.accumulate
         first = -(-self.sampler.start // per_step)
         bar = tqdm(total=self.iters_per_epoch, initial=first, desc=f"epoch {self.epoch + 1}/{t.epochs}", unit="it",

@@ -97,6 +97,9 @@ class CSPBody(nn.Module):
 
     def __init__(self, cfg: BackboneConfig) -> None:
         super().__init__()
+        if cfg.weights:
+            raise ConfigError("backbone.weights: the csp body has no published ImageNet weights; it trains from "
+                              "scratch (remove backbone.weights), or start from a trained run with --weights")
         widths, depths, act = list(cfg.csp_widths), list(cfg.csp_depths), cfg.csp_activation
         if len(widths) != 5 or min(widths) < 8:
             raise ConfigError(f"backbone.csp_widths must be 5 channel counts >= 8 (stem, C2..C5), got {widths}")
@@ -105,9 +108,6 @@ class CSPBody(nn.Module):
         if cfg.norm != "bn":
             raise ConfigError(f"backbone.norm must be bn for the csp body (it is trained from scratch), got "
                               f"'{cfg.norm}'")
-        if cfg.weights:
-            raise ConfigError("backbone.weights: the csp body has no ImageNet weights; it trains from scratch "
-                              "(remove backbone.weights)")
         if not cfg.out_levels or not set(cfg.out_levels) <= {2, 3, 4, 5}:
             raise ConfigError(f"backbone.out_levels must be one or more of 2..5, got {cfg.out_levels}")
         self.stem = ConvNormAct(3, widths[0], 3, 2, act)

@@ -66,6 +66,10 @@ class HourglassNet(nn.Module):
 
     def __init__(self, cfg: BackboneConfig) -> None:
         super().__init__()
+        if cfg.weights:
+            raise ConfigError("backbone.weights: the Hourglass has no published ImageNet weights (CornerNet trains it "
+                              "from scratch); remove backbone.weights, or start from a trained CornerNet run with "
+                              "--weights")
         stacks, depth = cfg.hourglass_stacks, cfg.hourglass_depth
         channels, blocks = list(cfg.hourglass_channels), list(cfg.hourglass_blocks)
         if stacks < 1:

@@ -13,6 +13,7 @@ MobileNetV3 (Howard et al. 2019), RegNet (Radosavovic et al. 2020) and Efficient
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -151,13 +152,51 @@ def set_norm_eps(body: nn.Module, eps: float) -> None:
             module.eps = eps
 
 
+OFFLINE_ENV = "ANCHORFREE_OFFLINE"  # =1: never download; weights must already be in torch.hub's cache
+
+
+def imagenet_weights_file(name: str, choice: str) -> Path:
+    """The local file of torchvision's ImageNet weights ``choice`` for body ``name``.
+
+    ``choice`` is ``imagenet`` (torchvision's ``DEFAULT``) or a weights name of the body (``IMAGENET1K_V1``).
+    The file is looked up in torch.hub's cache (``$TORCH_HOME/hub/checkpoints``, as torchvision's weights API
+    does) and downloaded there once when missing, unless offline (no network, or ``ANCHORFREE_OFFLINE=1``):
+    then a message names the file, its URL and the folder to put it in."""
+    try:
+        enum = torchvision.models.get_model_weights(name)
+    except ValueError:
+        enum = None
+    if enum is None or not list(enum):
+        raise ConfigError(f"backbone.weights={choice}: torchvision publishes no ImageNet weights for {name}; "
+                          "train it from scratch (backbone.weights=null) or pass a local state-dict path")
+    key = "DEFAULT" if choice.lower() == "imagenet" else choice
+    try:
+        weights = enum[key]
+    except KeyError:
+        raise ConfigError(f"backbone.weights={choice}: {name} has the weights {', '.join(m.name for m in enum)} "
+                          "(or imagenet for the default)") from None
+    folder = Path(torch.hub.get_dir()) / "checkpoints"
+    file = folder / Path(weights.url).name
+    if file.is_file():
+        return file
+    where = (f"{file.name} ({weights.url}) is not in torch.hub's cache; download it there ({folder}, set by "
+             "$TORCH_HOME) or pass a local state-dict path as backbone.weights")
+    if os.environ.get(OFFLINE_ENV, "0") not in ("", "0"):
+        raise CheckpointError(f"backbone.weights={choice}: offline ({OFFLINE_ENV}=1) and {where}")
+    try:
+        torch.hub.download_url_to_file(weights.url, str(file), progress=True)
+    except Exception as e:  # noqa: BLE001 - no network, proxy, disk: the same advice
+        raise CheckpointError(f"backbone.weights={choice}: cannot download ({type(e).__name__}: {e}); {where}") from None
+    return file
+
+
 def load_imagenet(body: nn.Module, path: str | Path, skipped: tuple[str, ...] = ()) -> None:
     """Load a torchvision ImageNet state dict from a local file into ``body``; keys under the module
     paths ``skipped`` (the classifier, removed layers) are dropped, every other key must match."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"backbone.weights: file {path} does not exist (weights are never downloaded; "
-                              "save e.g. torchvision.models.resnet50(weights=...).state_dict() there)")
+        raise CheckpointError(f"backbone.weights: file {path} does not exist; pass an existing state-dict file, or "
+                              "backbone.weights=imagenet for torchvision's ImageNet weights of the body")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable file gets the same advice
@@ -208,7 +247,9 @@ class Backbone(nn.Module):
         self.out_channels = [spec.channels[level] for level in self.out_levels]
         self.out_strides = [2 ** level for level in self.out_levels]
         if cfg.weights:
-            load_imagenet(self, cfg.weights, spec.unused)
+            local = Path(cfg.weights).suffix or "/" in cfg.weights or Path(cfg.weights).exists()
+            path = cfg.weights if local else imagenet_weights_file(cfg.name, cfg.weights)
+            load_imagenet(self, path, spec.unused)
         self.freeze(spec, cfg.frozen_stages)
         used = {path.split(".")[0] for path in self.run}
         for name in [n for n, _ in self.named_children() if n not in used]:  # stages after the last level used
