@@ -475,6 +475,8 @@ class TrainConfig:
     #                            fine-tuning; tensors that fit are loaded, per-class layers re-initialised when the
     #                            classes differ (shared class names kept). Not --resume: optimizer and schedule fresh
     freeze: str = "none"  # none | backbone | neck (backbone and neck): no gradients there, BatchNorm in eval mode
+    recipe: str = "preset"  # preset | small (YOLO's: mosaic, HSV, EMA, close_mosaic, an epoch floor) | auto (small up
+    #                        to 1000 training images; the light presets' default); see anchorfree/engine/recipe.py
     minutes: float = 0.0  # > 0: a time budget for the whole run (steps, checkpoints, final validation): the run's
     #                      length is re-estimated as it goes and the schedule laid over it (engine/budget.py);
     #                      epochs is then only the first estimate. 0: train.epochs epochs

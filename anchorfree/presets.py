@@ -310,7 +310,8 @@ def _light_pan(name: str, head_type: str, body: str, channels: int, act: str) ->
     ``5 * stride`` anchor per location for ATSS assignment, reg_max 7, no per-level scale; 320 px input
     padded to 32. Training as ``fcos_r18_fpn_tiny`` (AdamW + cosine, 100 warm-up iterations, batch 8) but
     with lr 0.016, the best of 0.002..0.032 for ``gfl_shufflenetv2_pan_nano`` in 6 epochs on 400
-    synthetic images (AP 0.08 at 0.002, 0.30 at 0.016, 0.16 at 0.032)."""
+    synthetic images (AP 0.08 at 0.002, 0.30 at 0.016, 0.16 at 0.032). ``train.recipe=auto``: YOLO's recipe on
+    datasets of up to 1000 training images (:mod:`anchorfree.engine.recipe`)."""
     cfg = _atss_family(fcos_r18_fpn_tiny(), name, head_type)
     m, h = cfg.model, cfg.model.head
     m.backbone.name, m.backbone.norm, m.backbone.frozen_stages = body, "bn", 0
@@ -320,7 +321,7 @@ def _light_pan(name: str, head_type: str, body: str, channels: int, act: str) ->
     h.num_convs, h.feat_channels, h.norm, h.tower_conv, h.activation = 2, channels, "bn", "dwconv", act
     h.octave_base_scale, h.reg_max, h.scale_per_level = 5.0, 7, False
     m.input.size_divisor = 32
-    cfg.train.lr = 0.016
+    cfg.train.lr, cfg.train.recipe = 0.016, "auto"
     return cfg
 
 

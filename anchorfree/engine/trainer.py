@@ -68,6 +68,7 @@ from .budget import MIN_WINDOW, TimeBudget
 from .checkpoint import atomic_save, checkpoint_config, load_model_state, make_checkpoint, read_checkpoint
 from .divergence import PREVIOUS, finite_weights, next_step, rewind, write_last
 from .evaluate import predict_dataset, score_results
+from .recipe import resolve_recipe
 from .finetune import freeze, freeze_prefixes, keep_frozen_norms, load_pretrained
 from .optim import ModelEMA, build_optimizer, build_scheduler, effective_lr, lr_factor
 from .plots import plot_run
@@ -255,19 +256,25 @@ class Trainer:
                       f"{self.resume_state['iteration'] + 1})")
         seed_everything(t.seed)
 
-        sizes = tuple(t.augment.multiscale_min_sizes) or m.input.min_size
-        a = t.augment
-        train_tf = build_transforms(True, sizes, m.input.max_size, a.hflip_prob, a.color_jitter,
-                                    (a.hsv_h, a.hsv_s, a.hsv_v), m.input.resize)
         eval_tf = build_transforms(False, m.input.min_size, m.input.max_size, resize=m.input.resize)
         with self._dataset_problems_logged():
             data = data if isinstance(data, DataSpec) else load_data_spec(data)
             if data.train_ann is None:
                 raise DatasetError(f"the dataset {data.source} has no train split; add 'train:' to its YAML")
-            self.train_set = CocoDetection(data.train_ann, data.train_images, train_tf, data.class_names, train=True)
+            self.train_set = CocoDetection(data.train_ann, data.train_images, None, data.class_names, train=True)
             self.val_set = CocoDetection(data.val_ann, data.val_images, eval_tf, self.train_set.class_names)
             if self.is_main and t.check_images:  # missing, corrupt or mis-sized images stop here, not mid-epoch
                 preflight(self.train_set, self.val_set).raise_if_errors()
+        # the recipe for this dataset's size (engine/recipe.py): a resolved copy of the config, saved as config.yaml
+        batches = math.ceil(len(self.train_set) / self.effective_batch)
+        cfg, recipe_lines = resolve_recipe(cfg, len(self.train_set), batches)
+        self.cfg, t, m = cfg, cfg.train, cfg.model
+        for line in recipe_lines:
+            self._say(line)
+        a = t.augment
+        self.train_set.transforms = build_transforms(True, tuple(a.multiscale_min_sizes) or m.input.min_size,
+                                                     m.input.max_size, a.hflip_prob, a.color_jitter,
+                                                     (a.hsv_h, a.hsv_s, a.hsv_v), m.input.resize)
         if self.resume_state is None:
             m.num_classes, m.class_names = self.train_set.num_classes, list(self.train_set.class_names)
         elif m.num_classes != self.train_set.num_classes:
