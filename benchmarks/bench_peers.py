@@ -273,7 +273,8 @@ def plan_jobs(args, datasets: list[Path], work: Path, results: Path) -> list[lis
                               "peer_args": peer_args,
                               "epochs": args.peer_epochs, "imgsz": args.imgsz, "batch": args.peer_batch,
                               "yolo_data": yolo_data, "cat_ids": cat_ids,
-                              "dir": str(work / name / f"seed{seed}")})
+                              "dir": str(work / name / f"seed{seed}" / ("-".join([peer, *args.peer_args])
+                                                                         if args.peer_args else ""))})
             groups.append(group)
     return groups
 
