@@ -64,4 +64,6 @@ def print_summary(done: dict) -> None:
     print(f"  anchorfree eval {done['run']} --data {done['data']} --save-results")
     print(f"  anchorfree export {done['run']} --format onnx")
     print(f"  anchorfree serve {done['run']}            # a web page to try it: http://127.0.0.1:8000")
-    print(f"  anchorfree train {DEMO_PRESET} --data YOUR_DATA --out runs/mine   # COCO, YOLO or VOC")
+    print(f"  anchorfree train {DEMO_PRESET} --data YOUR_DATA --out runs/mine train.minutes=30   # COCO, YOLO or VOC")
+    print(f"  anchorfree train {DEMO_PRESET} --data YOUR_DATA --out runs/mine_ft --weights PRETRAINED_RUN"
+          "   # fine-tune a trained run")
