@@ -365,12 +365,6 @@ def cmd_data(args: argparse.Namespace) -> None:
         raise DatasetError(report.error_message())
 
 
-def _model_config(model: str, overrides: list[str]):
-    from .presets import model_config
-
-    return model_config(model, overrides)
-
-
 def _train_worker_args(args: argparse.Namespace) -> list[str]:
     """The ``anchorfree train`` arguments of ``args`` without ``--nproc`` (what each process runs)."""
     argv = ["train", args.model, "--data", args.data, "--out", args.out]
@@ -405,6 +399,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     from .config import apply_overrides
     from .engine.trainer import Trainer, resume_config
+    from .presets import model_config
     from .evaluation import format_metrics_table
 
     if args.weights and args.resume:
@@ -416,7 +411,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         if args.resume:
             cfg = apply_overrides(resume_config(args.out), args.overrides)
         else:
-            cfg = _model_config(model, args.overrides + ([f"train.weights={args.weights}"] if args.weights else []))
+            cfg = model_config(model, args.overrides + ([f"train.weights={args.weights}"] if args.weights else []))
         trainer = Trainer(cfg, args.data, args.out, resume=args.resume,  # dataset problems also go to train.log
                           progress=not args.no_progress)
         result = trainer.fit()
@@ -580,8 +575,9 @@ def _annotation_ids(ann_file: str, paths: list[Path], class_names: list) -> tupl
 def cmd_bench(args: argparse.Namespace) -> None:
     from .data import load_data_spec
     from .engine.compare import compare, format_table
+    from .presets import model_config
 
-    configs = {Path(m).stem: _model_config(m, args.overrides) for m in args.models}
+    configs = {Path(m).stem: model_config(m, args.overrides) for m in args.models}
     results = compare(configs, load_data_spec(args.data), args.out, args.minutes, progress=not args.no_progress)
     print(format_table(results))
     from .report import write_compare_report

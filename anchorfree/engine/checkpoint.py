@@ -105,12 +105,20 @@ def checkpoint_config(ckpt: dict[str, Any]) -> Config:
     return from_dict(Config, ckpt["config"])
 
 
+def state_differences(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor]
+                      ) -> tuple[list[str], list[str], list[str]]:
+    """The keys of ``own`` missing from ``state``, those of ``state`` not in ``own``, and those of both whose
+    shapes differ."""
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    mismatched = [k for k in own if k in state and state[k].shape != own[k].shape]
+    return missing, unexpected, mismatched
+
+
 def load_model_state(model: Detector, state: dict[str, torch.Tensor], source: str) -> None:
     """Load weights, turning shape/key mismatches into a message about model and class count."""
     own = model.state_dict()
-    mismatched = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
+    missing, unexpected, mismatched = state_differences(own, state)
     if mismatched or missing or unexpected:
         detail = []
         layers = tuple(f"head.{name}." for name in model.head.CLASS_LAYERS)

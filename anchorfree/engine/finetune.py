@@ -21,7 +21,7 @@ from torch import nn
 from ..config import Config
 from ..errors import CheckpointError, ConfigError
 from ..models.detector import Detector
-from .checkpoint import checkpoint_config, read_checkpoint
+from .checkpoint import checkpoint_config, read_checkpoint, state_differences
 
 FREEZE_CHOICES = {"none": (), "backbone": ("backbone",), "neck": ("backbone", "neck")}
 # model conventions that weights only make sense with: a differing value is worth a warning
@@ -71,9 +71,8 @@ def load_pretrained(model: Detector, cfg: Config, path: str | Path) -> Transfer:
                       source_classes=len(source_names))
     own = model.state_dict()
     class_prefixes = tuple(f"head.{name}." for name in model.head.CLASS_LAYERS)
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    mismatched = [k for k in own if k in state and state[k].shape != own[k].shape and not k.startswith(class_prefixes)]
+    missing, unexpected, mismatched = state_differences(own, state)
+    mismatched = [k for k in mismatched if not k.startswith(class_prefixes)]  # class layers: rows mapped below
     if missing or unexpected or mismatched:
         detail = "; ".join(part for part in (
             f"shapes differ in {', '.join(f'{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}' for k in mismatched[:3])}"
@@ -136,9 +135,5 @@ def keep_frozen_norms(model: nn.Module, prefixes: tuple[str, ...]) -> None:
                 module.eval()
 
 
-def count_trainable(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-__all__ = ["Transfer", "load_pretrained", "freeze_prefixes", "freeze", "keep_frozen_norms", "count_trainable",
+__all__ = ["Transfer", "load_pretrained", "freeze_prefixes", "freeze", "keep_frozen_norms",
            "FREEZE_CHOICES"]
