@@ -21,6 +21,7 @@ from torch import nn
 from ..config import Config
 from ..errors import CheckpointError, ConfigError
 from ..models.detector import Detector
+from .recipe import get_path
 from .checkpoint import checkpoint_config, read_checkpoint, state_differences
 
 FREEZE_CHOICES = {"none": (), "backbone": ("backbone",), "neck": ("backbone", "neck")}
@@ -50,13 +51,6 @@ class Transfer:
                       if self.kept_classes else ", the others start from the prior-probability initialisation"))
             out.append(f"weights: re-initialised {', '.join(self.reinitialised)} because {why}")
         return out + [f"weights: warning: {w}" for w in self.warnings]
-
-
-def _get(cfg: Config, dotted: str):
-    value = cfg.model
-    for part in dotted.split("."):
-        value = getattr(value, part, None)
-    return value
 
 
 def load_pretrained(model: Detector, cfg: Config, path: str | Path) -> Transfer:
@@ -102,8 +96,8 @@ def load_pretrained(model: Detector, cfg: Config, path: str | Path) -> Transfer:
     model.load_state_dict(new_state)
     report.loaded = len(own) - len(report.reinitialised)
     for dotted in _CONVENTIONS:
-        before, after = _get(source_cfg, dotted), _get(cfg, dotted)
-        if before is not None and after is not None and before != after:
+        before, after = get_path(source_cfg.model, dotted), get_path(cfg.model, dotted)
+        if before != after:
             report.warnings.append(f"the weights were trained with model.{dotted}={before!r}, this config has "
                                    f"{after!r}; fine-tune with the source run's config.yaml to keep its conventions")
     return report

@@ -34,7 +34,8 @@ MIN_EPOCHS = 100  # without train.minutes: YOLO's default epochs
 WARMUP_EPOCHS = 3  # the warm-up never takes more than this many epochs (YOLO's warmup_epochs)
 
 
-def _get(obj: Any, path: str) -> Any:
+def get_path(obj: Any, path: str) -> Any:
+    """``obj.a.b`` for ``path='a.b'``."""
     for part in path.split("."):
         obj = getattr(obj, part)
     return obj
@@ -68,8 +69,8 @@ def resolve_recipe(cfg: Config, num_train: int, iters_per_epoch: int) -> tuple[C
     out = copy.deepcopy(cfg)
     applied, kept = [], []
     for path, value in SMALL.items():
-        current = _get(t, path)
-        if current != _get(reference, path) and current != value:
+        current = get_path(t, path)
+        if current != get_path(reference, path) and current != value:
             kept.append(f"{path}={current!r}")
         elif current != value:
             _set(out.train, path, value)
