@@ -34,6 +34,7 @@ except ImportError as e:  # exported models run without PyTorch; Model needs it
     torch = None
 
 if TYPE_CHECKING:
+    from .config import HeadConfig
     from .export.predictor import ExportedModel
 
 ImageLike = Union[str, Path, Image.Image, np.ndarray, "Tensor"]
@@ -118,17 +119,17 @@ class Model:
         ``score_thresh`` and the other keyword ``options`` (``nms="agnostic"``, ``nms_thresh``,
         ``max_detections``, ``flip_test`` for CenterNet…) apply to this call only; the model itself is not
         changed, so one :class:`Model` can serve concurrent calls with different options."""
-        options = {"score_thresh": score_thresh, **options}
-        self.detector.head.inference_options(**options)  # a wrong option fails before any image is read
+        # parsed once, here: a wrong option fails before any image is read
+        opts = self.detector.head.inference_options(score_thresh=score_thresh, **options)
         single = not isinstance(images, (list, tuple))
         items = [images] if single else list(images)
         results: list[Prediction] = []
         with torch.no_grad():
             for start in range(0, len(items), batch_size):
-                results += self._predict_batch(items[start:start + batch_size], options)
+                results += self._predict_batch(items[start:start + batch_size], opts)
         return results[0] if single else results
 
-    def _predict_batch(self, items: list[ImageLike], options: dict[str, Any]) -> list[Prediction]:
+    def _predict_batch(self, items: list[ImageLike], opts: "HeadConfig") -> list[Prediction]:
         samples = []
         for image in items:
             image = to_uint8_chw(image)
@@ -138,7 +139,7 @@ class Model:
                                       "orig_size": torch.tensor(image.shape[-2:]), "scale": scale}))
         batch = collate(samples, self.config.model.input.size_divisor).to(self.device)
         with autocast(self.device, enabled=self.fast):
-            dets = self.detector.predict(batch, **options)
+            dets = self.detector.predict(batch, opts=opts)
         out = []
         for det in dets:
             det = det.to("cpu")

@@ -37,7 +37,7 @@ import anchorfree  # noqa: E402
 from anchorfree.config import Config, ModelConfig  # noqa: E402
 from anchorfree.models.detector import Detector  # noqa: E402
 from anchorfree.models.fuse import inference_detector  # noqa: E402
-from anchorfree.models.postprocess import batched_nms_all, select_detections  # noqa: E402
+from anchorfree.models.postprocess import batched_nms_all, suppress_candidates  # noqa: E402
 from anchorfree.runtime import autocast, autocast_dtype, cpu_supports_bf16, mixed_precision_available  # noqa: E402
 from anchorfree.structures import Batch, Detections  # noqa: E402
 
@@ -301,14 +301,11 @@ def bench_inference(tv, af, size: int, batch: int, args) -> dict:
     counts = {k: [len(d["boxes"]) if isinstance(d, dict) else len(d) for d in v] for k, v in last.items()}
     agreement = {k: statistics.mean(detection_agreement(e, d, *tol) for e, d in zip(last["tv"], last[k]))
                  for k, tol in AGREE_TOLERANCES.items()}
-    with torch.no_grad():  # pre-NMS candidates: (prior, class) pairs above the threshold after the per-level top-k
-        out = af(af_batch.images, af_batch.image_sizes)
-        priors = af.head.priors(out)
-        scores, _ = af.head.scores_and_boxes(out, priors)
-        cand = 0
-        for s in scores.split(priors.num_per_level, dim=1):
-            flat = s.reshape(batch, -1)
-            cand += int((flat.topk(min(af.cfg.head.topk, flat.shape[1]), dim=1).values > af.cfg.head.score_thresh).sum())
+    with torch.no_grad():  # pre-NMS candidates: the head's own candidate stage, above the threshold
+        opts = af.head.inference_options()
+        found = af.head.candidates(af(af_batch.images, af_batch.image_sizes), af_batch.image_sizes, opts)
+        above = found.scores > (float("-inf") if found.thresholded else opts.score_thresh)
+        cand = int(above.sum())
     return {
         "case": f"infer {size}px b{batch}", "kind": "inference", "size": size, "batch": batch,
         "torchvision": summarize(times["torchvision"]), "exact": summarize(times["exact"]),
@@ -372,42 +369,31 @@ def profile_anchorfree(af, images: torch.Tensor, channels_last: bool, fast: bool
     batch = make_batch(images)
     sizes = batch.image_sizes
     head = af.head
-    cfg = head.cfg
     stages: dict[str, float] = {}
     with torch.no_grad(), autocast(DEVICE, enabled=fast):
         x = af.normalize(batch.images, sizes)
         feats = af.backbone(x)
         pyramid = af.neck(feats)
         outputs = head(pyramid)
-        out32 = {k: [m.float() for m in v] for k, v in outputs.items()}
-        priors = head.priors(out32)
-        scores, boxes = head.scores_and_boxes(out32, priors)
-        lvl_scores = list(scores.split(priors.num_per_level, dim=1))
-        lvl_boxes = list(boxes.split(priors.num_per_level, dim=1))
-        # NMS inputs, as select_detections builds them
-        cs, cb, cl = [], [], []
-        for s, b in zip(lvl_scores, lvl_boxes):
-            flat = s.reshape(s.shape[0], -1)
-            top, idx = flat.topk(min(cfg.topk, flat.shape[1]), dim=1)
-            cs.append(top)
-            cl.append(idx % head.num_classes)
-            cb.append(b.gather(1, torch.div(idx, head.num_classes, rounding_mode="floor")[..., None].expand(-1, -1, 4)))
-        cs, cl, cb = torch.cat(cs, 1), torch.cat(cl, 1), torch.cat(cb, 1)
-        valid = cs > cfg.score_thresh
-        nms_boxes, nms_scores, nms_groups = cb[valid], cs[valid], cl[valid]
+        out32, priors = head.float_outputs_and_priors(outputs)
+        opts = head.inference_options()
+        found = head.candidates(outputs, sizes, opts)  # the library's own candidate stage, as predict runs it
+        valid = found.scores > (float("-inf") if found.thresholded else opts.score_thresh)
+        image_index = torch.arange(valid.shape[0])[:, None].expand_as(valid)[valid]
+        nms_boxes, nms_scores = found.boxes[valid], found.scores[valid]
+        nms_groups = image_index * head.num_classes + found.labels[valid]  # as suppress groups them
 
         stages["normalize"] = median_time(lambda: af.normalize(batch.images, sizes), 1, repeats)
         stages["backbone"] = median_time(lambda: af.backbone(x), 1, repeats)
         stages["neck (FPN)"] = median_time(lambda: af.neck(feats), 1, repeats)
         stages["head convs"] = median_time(lambda: head(pyramid), 1, repeats)
         stages["head.predict (decode+NMS)"] = median_time(lambda: head.predict(outputs, sizes), 1, repeats)
-        stages["  .float+priors"] = median_time(
-            lambda: head.priors({k: [m.float() for m in v] for k, v in outputs.items()}), 1, repeats)
+        stages["  .float+priors"] = median_time(lambda: head.float_outputs_and_priors(outputs), 1, repeats)
         stages["  scores_and_boxes"] = median_time(lambda: head.scores_and_boxes(out32, priors), 1, repeats)
-        stages["  select_detections"] = median_time(
-            lambda: select_detections(lvl_scores, lvl_boxes, sizes, cfg), 1, repeats)
+        stages["  candidates"] = median_time(lambda: head.candidates(outputs, sizes, opts), 1, repeats)
+        stages["  suppress_candidates"] = median_time(lambda: suppress_candidates(found, opts), 1, repeats)
         stages["    of which NMS"] = median_time(
-            lambda: batched_nms_all(nms_boxes, nms_scores, nms_groups, cfg.nms_thresh), 1, repeats)
+            lambda: batched_nms_all(nms_boxes, nms_scores, nms_groups, opts.nms_thresh), 1, repeats)
         stages["sum of stages"] = sum(stages[k] for k in ("normalize", "backbone", "neck (FPN)", "head convs",
                                                           "head.predict (decode+NMS)"))
         stages["end-to-end predict()"] = median_time(lambda: af.predict(batch), 1, repeats)

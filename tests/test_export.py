@@ -116,7 +116,7 @@ _CACHE: dict[tuple, object] = {}
 
 def exported(workdir: Path, head: str, fmt: str = "onnx", **kwargs):
     """``(report, detector)`` of an export, made once per module (fcos: from a run folder's checkpoint)."""
-    key = (head, fmt, repr(sorted(kwargs.items())))
+    key = (str(workdir), head, fmt, repr(sorted(kwargs.items())))  # workdir: a module fixture can be made again
     if key not in _CACHE:
         det = small_detector(head)
         suffix = {"onnx": ".onnx", "pt2": ".pt2", "torchscript": ".torchscript"}[fmt]

@@ -42,7 +42,7 @@ def predict_dataset(model: Detector, dataset: CocoDetection, batch_size: int = 8
                     fast: bool = False, progress: bool = True, **options: Any) -> list[dict]:
     """COCO-format results for every image of ``dataset``; ``options`` are inference options of the head
     (``nms="soft_gaussian"``, ``score_thresh``…)."""
-    model.head.inference_options(**options)  # refuse a wrong option before the loop
+    opts = model.head.inference_options(**options)  # parsed once: a wrong option fails before the loop
     model.eval()
     device = model.device
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
@@ -51,7 +51,7 @@ def predict_dataset(model: Detector, dataset: CocoDetection, batch_size: int = 8
     for batch in tqdm(loader, desc="evaluate", unit="batch", disable=not progress, leave=False):
         batch = batch.to(device, non_blocking=True)
         with autocast(device, enabled=fast):
-            dets = model.predict(batch, **options)
+            dets = model.predict(batch, opts=opts)
         results += detections_to_coco(dets, batch.image_ids, dataset.label_to_cat_id)
     return results
 

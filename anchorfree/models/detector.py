@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn, Tensor
 
-from ..config import ModelConfig
+from ..config import HeadConfig, ModelConfig
 from ..errors import ConfigError
 from ..structures import Batch, Detections
 from .backbones import build_backbone
@@ -52,6 +52,7 @@ class Detector(nn.Module):
         # on 0..255 pixels, from float64 so that e.g. 0.485 * 255 is the float32 of 123.675 (mmdetection's mean)
         self.register_buffer("pixel_mean_255", (mean * 255).float(), persistent=False)
         self.register_buffer("pixel_std_255", (std * 255).float(), persistent=False)
+        self.input_dtype = torch.float32  # what the network computes in (fp16 exports set float16)
 
     @property
     def device(self) -> torch.device:
@@ -70,9 +71,7 @@ class Detector(nn.Module):
             h, w = x.shape[-2:]
             rows = torch.arange(h, device=x.device)[None, :] < image_sizes[:, 0:1]
             cols = torch.arange(w, device=x.device)[None, :] < image_sizes[:, 1:2]
-            mask = (rows[:, None, :, None] & cols[:, None, None, :])
-            if not bool(mask.all()):
-                x = x * mask
+            x = x * (rows[:, None, :, None] & cols[:, None, None, :]).to(x.dtype)  # no data-dependent branch
         if self.cfg_channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
@@ -88,25 +87,34 @@ class Detector(nn.Module):
 
     def forward(self, images: Tensor, image_sizes: Tensor | None = None, flip: bool = False) -> dict[str, list[Tensor]]:
         """Raw head maps per level for a batch of uint8/float 0..255 images; ``flip`` runs the network on
-        the mirrored (normalised, padded) batch, for flip test-time augmentation."""
+        the mirrored (normalised, padded) batch, for flip test-time augmentation. The network runs in
+        ``input_dtype`` (float16 in fp16 exports; under autocast the autocast dtypes apply)."""
         x = self.normalize(images, image_sizes)
         if flip:
             x = x.flip(-1)
-        return self.head(self.neck(self.backbone(x)))
+        return self.head(self.neck(self.backbone(x.to(self.input_dtype))))
+
+    def maps(self, images: Tensor, image_sizes: Tensor | None = None, flip_test: bool = False) -> dict[str, list[Tensor]]:
+        """The maps inference reads: :meth:`forward`, merged with the mirrored image's with ``flip_test``
+        (the eager path and every export run this)."""
+        outputs = self(images, image_sizes)
+        if flip_test:
+            outputs = self.head.merge_flipped(outputs, self(images, image_sizes, flip=True))
+        return outputs
 
     def loss(self, batch: Batch) -> dict[str, Tensor]:
         outputs = self(batch.images, batch.image_sizes)
         return self.head.loss(outputs, batch.targets, batch.image_sizes)
 
     @torch.no_grad()
-    def predict(self, batch: Batch, rescale: bool = True, **options: Any) -> list[Detections]:
-        """Detections per image; with ``rescale`` boxes are mapped to the original image pixels. ``options``
-        override the head's inference settings for this call (``score_thresh=0.3``, ``nms="agnostic"``…)."""
-        opts = self.head.inference_options(**options)
-        outputs = self(batch.images, batch.image_sizes)
-        if getattr(opts, "flip_test", False):
-            outputs = self.head.merge_flipped(outputs, self(batch.images, batch.image_sizes, flip=True))
-        detections = self.head.predict(outputs, batch.image_sizes, **options)
+    def predict(self, batch: Batch, rescale: bool = True, opts: HeadConfig | None = None,
+                **options: Any) -> list[Detections]:
+        """Detections per image; with ``rescale`` boxes are mapped to the original image pixels. ``opts``:
+        options resolved once by ``head.inference_options``; without them ``options`` override the head's
+        inference settings for this call (``score_thresh=0.3``, ``nms="agnostic"``…)."""
+        opts = opts if opts is not None else self.head.inference_options(**options)
+        outputs = self.maps(batch.images, batch.image_sizes, bool(getattr(opts, "flip_test", False)))
+        detections = self.head.predict(outputs, batch.image_sizes, opts)
         if rescale and batch.orig_sizes is not None:
             ratios = (batch.orig_sizes.float() / batch.image_sizes.float()).to(self.device)  # (ry, rx)
             for det, (ry, rx) in zip(detections, ratios):

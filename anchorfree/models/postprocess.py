@@ -19,6 +19,7 @@ per-image cap of ``max_detections``.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -29,7 +30,8 @@ from ..config import NMS_MODES, HeadConfig, check_head_choices
 from ..errors import ConfigError
 from ..structures import Detections
 
-__all__ = ["NMS_MODES", "check_inference_options", "batched_nms_all", "soft_nms", "suppress", "suppress_batch", "select_detections"]
+__all__ = ["NMS_MODES", "check_inference_options", "batched_nms_all", "soft_nms", "suppress", "suppress_batch", "Candidates", "sym_min",
+           "top_candidates", "suppress_candidates", "select_detections"]
 
 
 def check_inference_options(opts: HeadConfig) -> None:
@@ -188,35 +190,66 @@ def suppress_batch(boxes: Tensor, scores: Tensor, labels: Tensor, opts: HeadConf
     return suppress(boxes, scores, labels, image_index, num_images, opts)
 
 
-def select_detections(level_scores: list[Tensor], level_boxes: list[Tensor], image_sizes: Tensor,
-                      opts: HeadConfig, level_factors: list[Tensor] | None = None) -> list[Detections]:
-    """Dense heads: per-level ``scores [B, N_l, C]`` and ``boxes [B, N_l, 4]`` → per level the top
-    ``opts.topk`` (prior, class) candidates, clipped to the image, then :func:`suppress`.
+class Candidates(NamedTuple):
+    """What a head's candidate stage (:meth:`Head.candidates`) gives suppression, in a fixed-shape layout that
+    traces for export: ``boxes [B, K, 4]`` (input pixels), ``scores [B, K]`` (``-inf``: not a detection),
+    ``labels [B, K]``, and ``thresholded``: whether the score threshold was applied already (on the class
+    score, before a score factor was multiplied in), so that suppression must not apply it again."""
 
-    With ``level_factors [B, N_l]`` the threshold and the top-k read ``scores`` alone and each candidate's
-    score is then multiplied by its prior's factor (mmdetection's ``score_factors``: center-ness), which
-    no later threshold removes. ``opts.min_box_size >= 0`` drops clipped boxes whose width or height is not
-    above it."""
+    boxes: Tensor
+    scores: Tensor
+    labels: Tensor
+    thresholded: bool = False
+
+
+def sym_min(a: int, b: Any) -> Any:
+    """``min(a, b)`` for a size ``b``: symbolic for a dynamic size of ``torch.export``, else an int (a traced
+    size becomes a constant of the TorchScript trace)."""
+    return torch.sym_min(a, b) if isinstance(b, torch.SymInt) else min(a, int(b))
+
+
+def top_candidates(level_scores: list[Tensor], level_boxes: list[Tensor], image_sizes: Tensor, opts: HeadConfig,
+                   score_thresh: Tensor | float | None = None,
+                   level_factors: list[Tensor] | None = None) -> Candidates:
+    """Dense heads' candidate stage: per-level ``scores [B, N_l, C]`` and ``boxes [B, N_l, 4]`` → per level the
+    top ``opts.topk`` (prior, class) pairs, clipped to the image.
+
+    With ``level_factors [B, N_l]`` the threshold (``score_thresh``, default ``opts.score_thresh``) and the
+    top-k read ``scores`` alone and each candidate's score is then multiplied by its prior's factor
+    (mmdetection's ``score_factors``: center-ness), which no later threshold removes. ``opts.min_box_size >= 0``
+    marks clipped boxes whose width or height is not above it as no detection."""
+    threshold = opts.score_thresh if score_thresh is None else score_thresh
     num_images, num_classes = level_scores[0].shape[0], level_scores[0].shape[-1]
     cand_scores, cand_boxes, cand_labels = [], [], []
     factors = level_factors or [None] * len(level_scores)
     for scores, boxes, factor in zip(level_scores, level_boxes, factors):
         flat = scores.reshape(num_images, -1)
-        top, idx = flat.topk(min(opts.topk, flat.shape[1]), dim=1)
+        top, idx = flat.topk(sym_min(opts.topk, flat.shape[1]), dim=1)
         prior = torch.div(idx, num_classes, rounding_mode="floor")
         if factor is not None:
-            top = torch.where(top > opts.score_thresh, top * factor.gather(1, prior), torch.full_like(top, -1.0))
+            top = torch.where(top > threshold, top * factor.gather(1, prior), torch.full_like(top, float("-inf")))
         cand_scores.append(top)
         cand_labels.append(idx % num_classes)
         cand_boxes.append(boxes.gather(1, prior[..., None].expand(-1, -1, 4)))
     boxes = clip_boxes(torch.cat(cand_boxes, dim=1), image_sizes)
     scores = torch.cat(cand_scores, dim=1)
-    valid = None
-    if level_factors is not None:
-        valid = scores >= 0
-        opts = dataclasses.replace(opts, score_thresh=float("-inf"))  # thresholded on the class score above
     if opts.min_box_size >= 0:
-        wh = boxes[..., 2:] - boxes[..., :2]
-        big = (wh > opts.min_box_size).all(dim=-1)
-        valid = big if valid is None else valid & big
-    return suppress_batch(boxes, scores, torch.cat(cand_labels, dim=1), opts, valid)
+        big = (boxes[..., 2:] - boxes[..., :2] > opts.min_box_size).all(dim=-1)
+        scores = torch.where(big, scores, torch.full_like(scores, float("-inf")))
+    return Candidates(boxes, scores, torch.cat(cand_labels, dim=1), level_factors is not None)
+
+
+def suppress_candidates(candidates: Candidates, opts: HeadConfig) -> list[Detections]:
+    """:func:`suppress` of a head's :class:`Candidates`: those scoring ``-inf`` leave first, and the score
+    threshold is not applied again where the candidate stage applied it."""
+    if candidates.thresholded:
+        opts = dataclasses.replace(opts, score_thresh=float("-inf"))
+    return suppress_batch(candidates.boxes, candidates.scores, candidates.labels, opts,
+                          valid=candidates.scores > float("-inf"))
+
+
+def select_detections(level_scores: list[Tensor], level_boxes: list[Tensor], image_sizes: Tensor,
+                      opts: HeadConfig, level_factors: list[Tensor] | None = None) -> list[Detections]:
+    """Dense heads' detections: :func:`top_candidates` → :func:`suppress_candidates`."""
+    return suppress_candidates(top_candidates(level_scores, level_boxes, image_sizes, opts,
+                                              level_factors=level_factors), opts)

@@ -2,11 +2,16 @@
 
 * ``forward(features) → maps``: raw output maps, a dict of per-level (or per-stack) lists;
 * ``loss(maps, targets, image_sizes) → {name: scalar}``;
-* ``predict(maps, image_sizes, **options) → [Detections]`` in input pixels.
+* ``candidates(maps, image_sizes, opts) → Candidates``: the fixed-shape candidate stage (boxes, scores with
+  ``-inf`` for "no detection", labels, whether the threshold was applied), the one step that differs between
+  heads at inference; the eager path and every export call it;
+* ``predict(maps, image_sizes, opts) → [Detections]`` in input pixels: candidates → suppression
+  (:func:`~anchorfree.models.postprocess.suppress_candidates`).
 
-Inference options (score threshold, number of detections, NMS kind and IoU, …) are keyword arguments
-of ``predict`` whose defaults are the head's config; each call builds its own options object, so one
-model can serve concurrent calls with different options (nothing shared is mutated).
+Inference options (score threshold, number of detections, NMS kind and IoU, …) are resolved once, at the
+edge, by :meth:`Head.inference_options` (the head's config with per-call overrides, checked) and passed down
+as one ``opts`` object; each call builds its own, so one model can serve concurrent calls with different
+options (nothing shared is mutated).
 """
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ from torch import nn, Tensor
 from ...config import HeadConfig
 from ...errors import ConfigError
 from ...structures import Detections
-from ..postprocess import check_inference_options
+from ..postprocess import Candidates, check_inference_options, suppress_candidates
 
 
 class Head(nn.Module):
@@ -35,8 +40,19 @@ class Head(nn.Module):
              image_sizes: Tensor) -> dict[str, Tensor]:
         raise NotImplementedError
 
-    def predict(self, outputs: dict[str, list[Tensor]], image_sizes: Tensor, **options: Any) -> list[Detections]:
+    def candidates(self, outputs: dict[str, list[Tensor]], image_sizes: Tensor, opts: HeadConfig,
+                   score_thresh: Tensor | float | None = None) -> Candidates:
+        """Fixed-shape candidates before suppression (``score_thresh``: a tensor in exported graphs, else
+        ``opts.score_thresh``)."""
         raise NotImplementedError
+
+    def predict(self, outputs: dict[str, list[Tensor]], image_sizes: Tensor, opts: HeadConfig | None = None,
+                **options: Any) -> list[Detections]:
+        """Detections in input pixels (clipped to each image's valid size): :meth:`candidates` → suppression.
+        ``opts`` are resolved options (:meth:`inference_options`); without them ``options`` override the
+        config's inference fields for this call (``score_thresh``, ``topk``, ``nms``, ``nms_thresh``, …)."""
+        opts = opts if opts is not None else self.inference_options(**options)
+        return suppress_candidates(self.candidates(outputs, image_sizes, opts), opts)
 
     @classmethod
     def build(cls, cfg: HeadConfig, in_channels: int, num_classes: int, num_levels: int) -> "Head":

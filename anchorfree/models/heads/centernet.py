@@ -22,7 +22,6 @@ compare targets, losses and detections with it; ``head.gaussian_radius=original`
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 from torch import nn, Tensor
@@ -30,8 +29,7 @@ from torch import nn, Tensor
 from ...boxes import clip_boxes
 from ...config import CenterNetHeadConfig
 from ...errors import ConfigError
-from ...structures import Detections
-from ..postprocess import suppress_batch
+from ..postprocess import Candidates
 from ..layers import FloatConv2d
 from .base import Head
 from .keypoint import (check_overlap, draw_gaussians, flat_objects, gather_locations, gaussian_radius,
@@ -137,12 +135,12 @@ class CenterNetHead(Head):
         boxes = torch.stack(((xs - half_w) * s, (ys - half_h) * s, (xs + half_w) * s, (ys + half_h) * s), dim=-1)
         return boxes, scores, labels
 
-    def predict(self, outputs: dict[str, list[Tensor]], image_sizes: Tensor, **options: Any) -> list[Detections]:
-        opts = self.inference_options(**options)
+    def candidates(self, outputs: dict[str, list[Tensor]], image_sizes: Tensor, opts: CenterNetHeadConfig,
+                   score_thresh: Tensor | float | None = None) -> Candidates:
+        """The top ``topk`` peaks (:meth:`decode`), clipped to the image with ``clip_boxes``."""
         boxes, scores, labels = self.decode(outputs, opts.topk, opts.peak_kernel)
         if opts.clip_boxes:
             boxes = clip_boxes(boxes, image_sizes.to(boxes.device))
-        return suppress_batch(boxes, scores, labels, opts)
-
+        return Candidates(boxes, scores, labels)
 
 __all__ = ["CenterNetHead", "centernet_targets"]

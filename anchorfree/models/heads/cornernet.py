@@ -27,7 +27,6 @@ detections with it.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -36,9 +35,8 @@ from torch import nn, Tensor
 from ...boxes import clip_boxes
 from ...config import CornerNetHeadConfig
 from ...errors import ConfigError
-from ...structures import Detections
 from ..layers import ConvBN
-from ..postprocess import suppress_batch
+from ..postprocess import Candidates
 from .base import Head
 from .keypoint import (branch, check_overlap, draw_gaussians, flat_objects, gather_locations, gaussian_radius,
                        integer_radius, last_writer, local_maxima, normalizer, penalty_reduced_focal_loss, top_peaks)
@@ -203,7 +201,7 @@ class CornerNetHead(Head):
     def decode(self, outputs: dict[str, list[Tensor]], topk: int, peak_kernel: int, embedding_threshold: float,
                num_candidates: int) -> tuple[Tensor, Tensor, Tensor]:
         """Best ``num_candidates`` corner pairs of the last stack: ``boxes [B, P, 4]`` (input pixels),
-        ``scores [B, P]`` (-1 for rejected pairs) and ``labels [B, P]``; all K × K pairs at once."""
+        ``scores [B, P]`` (``-inf`` for rejected pairs) and ``labels [B, P]``; all K × K pairs at once."""
         corners = {}
         for c in ("tl", "br"):
             heat = local_maxima(outputs[f"{c}_heat"][-1].float().sigmoid(), peak_kernel)
@@ -220,19 +218,19 @@ class CornerNetHead(Head):
         distance = (tl_e - br_e).norm(dim=-1)  # |e_tl - e_br| for 1-d embeddings
         scores = (tl_s + br_s) / 2
         reject = (tl_l != br_l) | (distance > embedding_threshold) | (br_x <= tl_x) | (br_y <= tl_y)
-        scores = torch.where(reject, torch.full_like(scores, -1.0), scores)
+        scores = torch.where(reject, torch.full_like(scores, float("-inf")), scores)
         scores, index = scores.reshape(scores.shape[0], -1).topk(min(num_candidates, k1 * k2), dim=1)
         boxes = boxes.reshape(boxes.shape[0], -1, 4).gather(1, index[..., None].expand(-1, -1, 4))
         labels = tl_l.expand(-1, -1, k2).reshape(scores.shape[0], -1).gather(1, index)
         return boxes, scores, labels
 
-    def predict(self, outputs: dict[str, list[Tensor]], image_sizes: Tensor, **options: Any) -> list[Detections]:
-        opts = self.inference_options(**options)
+    def candidates(self, outputs: dict[str, list[Tensor]], image_sizes: Tensor, opts: CornerNetHeadConfig,
+                   score_thresh: Tensor | float | None = None) -> Candidates:
+        """The best corner pairs (:meth:`decode`; rejected pairs: ``-inf``), clipped with ``clip_boxes``."""
         boxes, scores, labels = self.decode(outputs, opts.topk, opts.peak_kernel, opts.embedding_threshold,
                                             opts.num_candidates)
         if opts.clip_boxes:
             boxes = clip_boxes(boxes, image_sizes.to(boxes.device))
-        return suppress_batch(boxes, scores, labels, opts, valid=scores > -0.1)  # rejected pairs carry -1
-
+        return Candidates(boxes, scores, labels)
 
 __all__ = ["CornerNetHead", "CornerPoolModule", "corner_pool", "cornernet_targets", "embedding_losses"]

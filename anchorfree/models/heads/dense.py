@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import math
 from functools import partial
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 from torch import nn, Tensor
 
 from ...config import DenseHeadConfig
 from ...errors import ConfigError
-from ...structures import Detections
 from ..layers import conv_block
-from ..postprocess import select_detections
+from ..postprocess import Candidates, top_candidates
 from ..priors import Priors, grid_priors
 from .base import Head
 
@@ -140,15 +139,15 @@ class DenseHead(Head):
         """Per-prior class scores ``[B, N, C]`` in (0, 1) and decoded boxes ``[B, N, 4]``."""
         raise NotImplementedError
 
-    def predict(self, outputs: dict[str, list[Tensor]], image_sizes: Tensor, **options: Any) -> list[Detections]:
-        """Detections in input pixels (clipped to each image's valid size); ``options`` override the
-        config's inference fields for this call (``score_thresh``, ``topk``, ``nms``, ``nms_thresh``, …)."""
-        opts = self.inference_options(**options)
+    def candidates(self, outputs: dict[str, list[Tensor]], image_sizes: Tensor, opts: DenseHeadConfig,
+                   score_thresh: Tensor | float | None = None) -> Candidates:
+        """Every prior decoded (:meth:`scores_and_boxes`), then per level the top ``topk`` (prior, class)
+        pairs (:func:`~anchorfree.models.postprocess.top_candidates`, :meth:`score_factors` multiplied in)."""
         outputs, priors = self.float_outputs_and_priors(outputs)
         scores, boxes = self.scores_and_boxes(outputs, priors)
         factors = self.score_factors(outputs)
         split = lambda t: None if t is None else list(t.split(priors.num_per_level, dim=1))  # noqa: E731
-        return select_detections(split(scores), split(boxes), image_sizes, opts, split(factors))
+        return top_candidates(split(scores), split(boxes), image_sizes, opts, score_thresh, split(factors))
 
     # ---- training ----------------------------------------------------------------------
     def loss(self, outputs: dict[str, list[Tensor]], targets: list[dict[str, Tensor]],
