@@ -14,7 +14,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "Batch": "structures", "Config": "config", "Detections": "structures", "Detector": "models.detector",
     "Model": "api", "PRESETS": "presets", "Prediction": "api", "build_detector": "models.detector",
-    "get_preset": "presets", "load_config": "config", "load_model": "api", "train": "engine.launch",
+    "get_preset": "presets", "load_config": "config", "load_model": "api", "train": "training",
 }
 __all__ = ["Batch", "Config", "Detections", "Detector", "Model", "PRESETS", "Prediction", "build_detector",
            "get_preset", "load_config", "load_model", "train"]

@@ -25,7 +25,7 @@ try:
     from torch import Tensor
 
     from .data import build_transforms, collate
-    from .engine.checkpoint import load_detector
+    from .inference.checkpoint import load_detector
     from .models.fuse import inference_detector
     from .runtime import autocast, mixed_precision_available, select_device
 except ImportError as e:  # exported models run without PyTorch; Model needs it

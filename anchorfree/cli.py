@@ -293,45 +293,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _collect_images(inputs: list[str]) -> list[Path]:
-    """The image files of ``inputs`` (files, and the images of folders); videos are named and left out."""
-    from .errors import AnchorfreeError
-    from .images import IMAGE_SUFFIXES, VIDEO_SUFFIXES, video_container, video_problem
-
-    paths: list[Path] = []
-    videos: list[tuple[Path, str]] = []
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            files = sorted(f for f in p.iterdir() if f.is_file())
-            paths += [f for f in files if f.suffix.lower() in IMAGE_SUFFIXES]
-            videos += [(f, VIDEO_SUFFIXES[f.suffix.lower()]) for f in files if f.suffix.lower() in VIDEO_SUFFIXES]
-        elif p.is_file():
-            container = VIDEO_SUFFIXES.get(p.suffix.lower())
-            try:
-                with p.open("rb") as f:
-                    container = video_container(f.read(512)) or container
-            except OSError:
-                pass  # reading it fails again below, with the error reported per file
-            if container:
-                videos.append((p, container))
-            else:
-                paths.append(p)
-        else:
-            raise AnchorfreeError(f"{p} is neither an image file nor a folder")
-    if videos and not paths:
-        first, container = videos[0]
-        more = f" (and {len(videos) - 1} more video file(s))" if len(videos) > 1 else ""
-        raise AnchorfreeError(f"{first} {video_problem(container)}{more}")
-    if videos:
-        listed = ", ".join(str(v) for v, _ in videos[:5]) + (f" and {len(videos) - 5} more" if len(videos) > 5 else "")
-        print(f"note: skipped {len(videos)} video file(s): {listed} — video is not supported; predict on their frames "
-              "(e.g. ffmpeg -i video.mp4 -vf fps=5 frames/%06d.jpg)", file=sys.stderr)
-    if not paths:
-        raise AnchorfreeError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found in {' '.join(inputs)}")
-    return paths
-
-
 def cmd_data(args: argparse.Namespace) -> None:
     from .data import check_dataset, convert_dataset, generate_photo_dataset, generate_synthetic_dataset
     from .errors import DatasetError
@@ -398,23 +359,22 @@ def cmd_train(args: argparse.Namespace) -> None:
         return
 
     from .config import apply_overrides
-    from .engine.trainer import Trainer, resume_config
-    from .presets import model_config
+    from .engine.trainer import resume_config
     from .evaluation import format_metrics_table
+    from .presets import model_config
+    from .training import run_training
 
     if args.weights and args.resume:
         raise ConfigError("--weights starts a new run from trained weights and --resume continues the run in --out "
                           "from its own last.pt; use one of them")
     rank = int(os.environ.get("RANK", "0")) if distributed.launched_by_torchrun() else None
-    trainer = None
     try:
         if args.resume:
             cfg = apply_overrides(resume_config(args.out), args.overrides)
         else:
             cfg = model_config(model, args.overrides + ([f"train.weights={args.weights}"] if args.weights else []))
-        trainer = Trainer(cfg, args.data, args.out, resume=args.resume,  # dataset problems also go to train.log
-                          progress=not args.no_progress)
-        result = trainer.fit()
+        # dataset problems also go to train.log
+        trainer, result = run_training(cfg, args.data, args.out, resume=args.resume, progress=not args.no_progress)
     except KeyboardInterrupt:
         if rank is None:
             print(f"\ninterrupted; continue with: {again}", file=sys.stderr)
@@ -434,9 +394,6 @@ def cmd_train(args: argparse.Namespace) -> None:
         if rank == 0 or not (getattr(e, "same_on_all_ranks", False) or isinstance(e, ConfigError)):
             print(f"error: {message}", file=sys.stderr)
         raise SystemExit(2) from None
-    finally:
-        if trainer is not None:
-            trainer.close()
     if trainer.is_main:
         if result is not None:
             print(format_metrics_table(result))
@@ -453,8 +410,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
     import torch
 
     from .data import load_data_spec
-    from .engine.checkpoint import load_detector
-    from .engine.evaluate import add_file_names, make_eval_dataset, predict_dataset, score_results
+    from .inference.checkpoint import load_detector
+    from .inference.evaluate import add_file_names, make_eval_dataset, predict_dataset, score_results
     from .errors import DatasetError
     from .evaluation import format_metrics_table, save_metrics
     from .models.fuse import inference_detector
@@ -490,91 +447,28 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    from tqdm import tqdm
-
-    import torch
-
-    from .api import load_model, to_uint8_chw
-    from .errors import AnchorfreeError
-    from .images import ImageReadError
-    from .structures import Detections
-    from .visualize import draw_detections, save_image
+    from .api import load_model
+    from .predict import annotation_ids, collect_images, predict_to_folder
 
     fast = {"auto": None, "on": True, "off": False}[args.fast]
     model = load_model(args.checkpoint, device=args.device, fast=None if Path(args.checkpoint).suffix in
                        (".onnx", ".pt2", ".torchscript") else fast)
-    options = _inference_options(args)
-    paths = _collect_images(args.images)
+    paths = collect_images(args.images)
     if args.limit:
         paths = paths[: args.limit]
-    image_ids, category_ids = list(range(1, len(paths) + 1)), None
+    image_ids, category_ids = None, None
     if args.annotations:
-        image_ids, category_ids, paths = _annotation_ids(args.annotations, paths, model.class_names)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    results, total, unreadable = [], 0, []
-    orient = not args.annotations  # scored against annotations: their (stored) pixel grid, as `eval` reads it
-    for image_id, path in zip(image_ids, tqdm(paths, desc="predict", unit="img")):
-        try:
-            image = to_uint8_chw(path, orient=orient)
-        except ImageReadError as e:  # a damaged, non-image or video file: skip it, report it at the end
-            unreadable.append((path, e))
-            continue
-        pred = model(image, **options)
-        entries = pred.to_coco(image_id)
-        if category_ids is not None:  # label k is the k-th category of the annotation file, as in `eval`
-            entries = [dict(e, category_id=category_ids[label]) for e, label in zip(entries, pred.labels.tolist())]
-        results += [dict(r, file_name=str(path)) for r in entries]
-        boxes, scores, labels = (torch.as_tensor(v) for v in (pred.boxes, pred.scores, pred.labels))  # numpy: export
-        drawn = draw_detections(image, Detections(boxes, scores, labels), model.class_names)
-        save_image(drawn, out / f"{path.stem}.jpg")
-        total += len(pred)
-    done = len(paths) - len(unreadable)
-    if not done:
-        if all(e.kind == "video" for _, e in unreadable):
-            raise unreadable[0][1]
-        raise AnchorfreeError(f"none of the {len(paths)} images could be read (e.g. {unreadable[0][1]}); check that "
-                              "the files are images (JPEG, PNG, BMP, WebP, TIFF) and not damaged")
-    (out / "results.json").write_text(json.dumps(results))
-    print(f"{total} detections on {done} images; drawn images and results.json in {out}")
-    if unreadable:
-        listed = "\n  ".join(f"{p}: {e.problem}" + (f" ({e.reason})" if e.reason else "") for p, e in unreadable[:10])
-        more = f"\n  … and {len(unreadable) - 10} more" if len(unreadable) > 10 else ""
-        advice = ("\nRe-export or remove these files (e.g. open and save them again with an image editor) and run "
-                  "predict on them again." if any(e.kind != "video" for _, e in unreadable) else "")
-        print(f"skipped {len(unreadable)} unreadable file(s) — no results for them:\n  {listed}{more}{advice}",
-              file=sys.stderr)
-
-
-def _annotation_ids(ann_file: str, paths: list[Path], class_names: list) -> tuple[list[int], list[int], list[Path]]:
-    """Image ids (by file name) and category ids (by label) from a COCO file; paths it does not list are left out."""
-    from .data import read_categories, read_coco_json
-    from .engine.evaluate import match_image_ids
-    from .errors import DatasetError
-
-    data = read_coco_json(ann_file)
-    cat_ids, names = read_categories(data, ann_file)
-    if len(cat_ids) != len(class_names):
-        raise DatasetError(f"{ann_file} has {len(cat_ids)} categories but the model predicts {len(class_names)} "
-                           "classes; pass the annotation file of the dataset the model was trained for")
-    if [str(n) for n in class_names] != names:
-        print(f"note: the model's class names differ from {ann_file}'s; label k is written as its k-th category "
-              "(sorted by id)", file=sys.stderr)
-    ids = match_image_ids(paths, data["images"], ann_file)
-    missing = [p for p, i in zip(paths, ids) if i is None]
-    if len(missing) == len(paths):
-        raise DatasetError(f"none of the {len(paths)} images is listed in {ann_file} (e.g. {paths[0].name}); pass "
-                           "the images of that annotation file")
-    if missing:
-        print(f"note: {len(missing)} image(s) are not listed in {ann_file} and are skipped, e.g. {missing[0]}",
-              file=sys.stderr)
-    kept = [(i, p) for p, i in zip(paths, ids) if i is not None]
-    return [i for i, _ in kept], cat_ids, [p for _, p in kept]
+        image_ids, category_ids, paths = annotation_ids(args.annotations, paths, model.class_names)
+    done = predict_to_folder(model, paths, args.out, _inference_options(args), image_ids, category_ids,
+                             orient=not args.annotations)  # scored against annotations: their stored pixel grid
+    print(f"{done.detections} detections on {done.images} images; drawn images and results.json in {done.out}")
+    if done.unreadable:
+        print(done.skipped_message(), file=sys.stderr)
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
     from .data import load_data_spec
-    from .engine.compare import compare, format_table
+    from .compare import compare, format_table
     from .presets import model_config
 
     configs = {Path(m).stem: model_config(m, args.overrides) for m in args.models}

@@ -13,6 +13,7 @@ import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any, ClassVar, get_type_hints
 
 import yaml
@@ -575,8 +576,10 @@ def load_config(path: str | Path) -> Config:
     return from_dict(Config, data or {})
 
 
-def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
-    """Apply ``key=value`` strings; values are parsed as YAML (``0.01``, ``[8, 11]``, ``true``)."""
+def apply_overrides(cfg: Config, overrides: Sequence[str]) -> Config:
+    """A new config: ``cfg`` with ``key=value`` strings applied (``cfg`` is left as it was); values are parsed
+    as YAML (``0.01``, ``[8, 11]``, ``true``)."""
+    cfg = copy.deepcopy(cfg)
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override '{item}' must look like key=value, e.g. train.lr=0.005")

@@ -11,11 +11,14 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from .api import load_model
 from .config import apply_overrides
 from .data import generate_synthetic_dataset, load_data_spec
-from .engine.trainer import Trainer
+from .errors import AnchorfreeError
 from .evaluation import format_metrics_table
+from .predict import collect_images, predict_to_folder
 from .presets import get_preset
+from .training import run_training, start_or_resume
 
 DEMO_PRESET = "gfl_shufflenetv2_pan_nano"
 PREDICT_MINUTES = 0.15  # drawing predictions on 8 images after training
@@ -24,30 +27,26 @@ DEMO_OVERRIDES = ["input.min_size=192", "input.max_size=192", "train.eval_interv
 
 def run_demo(out: str | Path = "runs/demo", minutes: float = 3.0, progress: bool = True,
              num_train: int = 400, num_val: int = 50) -> dict:
-    """Data → training for ~``minutes`` → evaluation → drawn predictions → report; returns what was written."""
-    from .cli import main as cli_main
-
+    """Data → training for ~``minutes`` → evaluation → drawn predictions → report; returns what was written.
+    Raises when a step fails (nothing is reported as written that was not)."""
     out = Path(out)
     start = time.perf_counter()
     data = out / "data"
     if not (data / "data.yaml").is_file():
         generate_synthetic_dataset(data, num_train=num_train, num_val=num_val, image_size=(160, 192), seed=0)
     spec = load_data_spec(data)
-    cfg = apply_overrides(get_preset(DEMO_PRESET), DEMO_OVERRIDES)
     run = out / "run"
-    resume = (run / "last.pt").is_file()
-    if not resume:  # the time left after the data, less the drawing of predictions, is the run's budget
-        cfg.train.minutes = max(0.5, minutes - (time.perf_counter() - start) / 60 - PREDICT_MINUTES)
-    else:  # a demo that was interrupted: finish its run
-        from .engine.trainer import resume_config
-
-        cfg = resume_config(run)
-    trainer = Trainer(cfg, spec, run, resume=resume, progress=progress)
-    result = trainer.fit()
+    budget = max(0.5, minutes - (time.perf_counter() - start) / 60 - PREDICT_MINUTES)  # what is left for training
+    cfg = apply_overrides(get_preset(DEMO_PRESET), [*DEMO_OVERRIDES, f"train.minutes={budget:.4f}"])
+    cfg, resume = start_or_resume(cfg, run)  # a demo that was interrupted: finish its run
+    trainer, result = run_training(cfg, spec, run, resume=resume, progress=progress)
     if result is None:
-        raise RuntimeError(f"{run} had already finished training; remove {out} to run the demo again")
+        raise AnchorfreeError(f"{run} had already finished training; remove {out} to run the demo again")
     predictions = run / "predictions"
-    cli_main(["predict", str(run), str(spec.val_images), "--limit", "8", "--out", str(predictions), "--fast", "off"])
+    images = collect_images([str(spec.val_images)])[:8]
+    drawn = predict_to_folder(load_model(run, fast=False), images, predictions, progress=progress)
+    if drawn.unreadable:
+        raise AnchorfreeError(drawn.skipped_message())
     return {"run": run, "data": data, "metrics": result, "report": trainer.report, "predictions": predictions,
             "epochs": round(trainer.iteration / trainer.iters_per_epoch, 1), "minutes": (time.perf_counter() - start) / 60}
 

@@ -12,7 +12,7 @@ Scoring: both sides predict the same validation images and are scored by pycocot
 same annotation file. Inference speed is images/s at batch 1 on the validation images, counting the
 network and box post-processing (NMS) of each library, not image decoding or resizing.
 
-* anchorfree: ``anchorfree.engine.compare`` (the code behind ``anchorfree bench compare``) with
+* anchorfree: ``anchorfree.compare`` (the code behind ``anchorfree bench compare``) with
   ``train.minutes`` = ``--minutes``: the run's length is re-estimated as it goes from the measured time
   per step, and the schedule laid over it; ``train.seed`` is the seed, ``train.workers`` is ``--workers``
   (default 0: loading in the training process), ``train.device=cpu``; ``--overrides key=value ...`` go to
@@ -68,9 +68,9 @@ except ImportError:  # a virtual environment (e.g. ultralytics') that does not s
 from anchorfree.config import apply_overrides  # noqa: E402
 from anchorfree.data import generate_photo_dataset, generate_synthetic_dataset, load_data_spec  # noqa: E402
 from anchorfree.data.coco import read_categories, read_coco_json  # noqa: E402
-from anchorfree.engine.compare import METRICS, compare, inference_speed  # noqa: E402
-from anchorfree.engine.evaluate import make_eval_dataset, predict_dataset  # noqa: E402
-from anchorfree.engine.checkpoint import load_detector  # noqa: E402
+from anchorfree.compare import METRICS, compare, inference_speed  # noqa: E402
+from anchorfree.inference.evaluate import make_eval_dataset, predict_dataset  # noqa: E402
+from anchorfree.inference.checkpoint import load_detector  # noqa: E402
 from anchorfree.evaluation import coco_evaluate  # noqa: E402
 from anchorfree.models.fuse import inference_detector  # noqa: E402
 from anchorfree.presets import get_preset  # noqa: E402

@@ -68,7 +68,7 @@ def run_server(args: argparse.Namespace) -> None:
     import uvicorn
 
     from anchorfree import Model
-    from anchorfree.engine.checkpoint import atomic_save, make_checkpoint
+    from anchorfree.inference.checkpoint import atomic_save, make_checkpoint
     from anchorfree.models.detector import Detector
     from anchorfree.presets import get_preset
     from anchorfree.serve import create_app

@@ -9,7 +9,7 @@ from anchorfree.config import TrainConfig, apply_overrides
 from anchorfree.data import load_data_spec
 from anchorfree.engine import budget as budget_module
 from anchorfree.engine.budget import REPORT_SECONDS, RESERVE_MARGIN, TimeBudget
-from anchorfree.engine.checkpoint import read_checkpoint
+from anchorfree.inference.checkpoint import read_checkpoint
 from anchorfree.engine.optim import lr_factor
 from anchorfree.engine.trainer import Trainer, resume_config
 
@@ -74,12 +74,13 @@ def test_budgeted_run_ends_inside_an_epoch_at_the_schedule_end(small_synth, tmp_
     trainer = current["trainer"] = Trainer(cfg, load_data_spec(small_synth), tmp_path / "run", progress=False)
     result = trainer.fit()
     assert result is not None and trainer.iteration == trainer.total_steps == 22
-    assert trainer.iters_per_epoch == 12 and cfg.train.epochs == 2 and trainer.epoch == 2  # the 2nd epoch is partial
+    assert trainer.iters_per_epoch == 12 and trainer.planned_epochs == 2 and trainer.epoch == 2  # the 2nd is partial
     # the schedule reached its end: the cosine floor
     assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(trainer.base_lr * cfg.train.min_lr_ratio)
-    assert "epochs: 2" in (tmp_path / "run" / "config.yaml").read_text()
+    # the plan is the trainer's, recorded in the checkpoint; config.yaml and the config given stay as asked
+    assert cfg.train.epochs == 50 and "epochs: 50" in (tmp_path / "run" / "config.yaml").read_text()
     ckpt = read_checkpoint(tmp_path / "run" / "last.pt")
-    assert ckpt["total_steps"] == 22 and ckpt["budget_elapsed"] == pytest.approx(11.0)
+    assert ckpt["total_steps"] == 22 and ckpt["planned_epochs"] == 2 and ckpt["budget_elapsed"] == pytest.approx(11.0)
     # a resumed run takes the run's length (and, test_budget_arithmetic_by_hand, its clock) from the checkpoint
     resumed = current["trainer"] = Trainer(resume_config(tmp_path / "run"), load_data_spec(small_synth),
                                            tmp_path / "run", resume=True, progress=False)
@@ -92,6 +93,6 @@ def test_budgeted_run_ends_inside_an_epoch_at_the_schedule_end(small_synth, tmp_
     longer = current["trainer"] = Trainer(cfg, load_data_spec(small_synth), tmp_path / "run", resume=True,
                                           progress=False)
     assert longer.fit() is not None and longer.iteration == longer.total_steps == 34
-    assert cfg.train.epochs == 3 and longer.epoch == 3
+    assert longer.planned_epochs == 3 and longer.epoch == 3
     assert longer.optimizer.param_groups[0]["lr"] == pytest.approx(longer.base_lr * cfg.train.min_lr_ratio)
     assert read_checkpoint(tmp_path / "run" / "last.pt")["budget_elapsed"] == pytest.approx(17.0)

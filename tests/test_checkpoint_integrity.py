@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from anchorfree import Detector, get_preset
-from anchorfree.engine.checkpoint import atomic_save, load_detector, make_checkpoint, read_checkpoint
+from anchorfree.inference.checkpoint import atomic_save, load_detector, make_checkpoint, read_checkpoint
 from anchorfree.errors import CheckpointError
 
 MARK = 1234.5677490234375  # a float32 value whose bytes are easy to find in the file

@@ -5,7 +5,7 @@ import json
 
 from anchorfree.cli import main
 from anchorfree.config import save_config
-from anchorfree.engine.compare import CompareResult, format_table, load_results, write_report
+from anchorfree.compare import CompareResult, format_table, load_results, write_report
 from anchorfree.models.detector import Detector
 
 from conftest import micro_config

@@ -15,7 +15,7 @@ from anchorfree.presets import PRESETS, get_preset
 def test_dotted_override():
     cfg = get_preset("fcos_r50_fpn")
     assert cfg.model.head.center_sampling_radius == 1.5
-    apply_overrides(cfg, ["model.head.center_sampling_radius=0", "train.lr=0.005"])
+    cfg = apply_overrides(cfg, ["model.head.center_sampling_radius=0", "train.lr=0.005"])
     assert cfg.model.head.center_sampling_radius == 0.0
     assert isinstance(cfg.model.head.center_sampling_radius, float)  # int 0 coerced to the field's float
     assert cfg.train.lr == 0.005
@@ -29,42 +29,42 @@ def test_dotted_override():
 def test_dotted_suffix_key_is_resolved_when_unambiguous():
     # "head.center_sampling_radius" is the tail of exactly one path: model.head.center_sampling_radius
     cfg = Config()
-    apply_overrides(cfg, ["head.center_sampling_radius=0", "input.min_size=160", "augment.hflip_prob=0"])
+    cfg = apply_overrides(cfg, ["head.center_sampling_radius=0", "input.min_size=160", "augment.hflip_prob=0"])
     assert cfg.model.head.center_sampling_radius == 0.0
     assert cfg.model.input.min_size == 160 and cfg.train.augment.hflip_prob == 0.0
     with pytest.raises(ConfigError, match=r"unknown config key 'head.center_sampling'.*center_sampling_radius"):
         apply_overrides(cfg, ["head.center_sampling=0"])
-    apply_overrides(cfg, ["backbone.norm=gn"])
+    cfg = apply_overrides(cfg, ["backbone.norm=gn"])
     assert cfg.model.backbone.norm == "gn" and cfg.model.head.norm == Config().model.head.norm
 
 
 def test_shorthand_override():
     cfg = Config()
-    apply_overrides(cfg, ["epochs=3", "center_sampling_radius=0", "lr=0.02"])
+    cfg = apply_overrides(cfg, ["epochs=3", "center_sampling_radius=0", "lr=0.02"])
     assert cfg.train.epochs == 3 and isinstance(cfg.train.epochs, int)
     assert cfg.model.head.center_sampling_radius == 0.0
     assert cfg.train.lr == 0.02
     # whitespace around the key is ignored
-    apply_overrides(cfg, [" epochs =5"])
+    cfg = apply_overrides(cfg, [" epochs =5"])
     assert cfg.train.epochs == 5
 
 
 def test_list_values():
     cfg = Config()
-    apply_overrides(cfg, ["train.milestones=[2,3]", "train.augment.multiscale_min_sizes=[640, 672]"])
+    cfg = apply_overrides(cfg, ["train.milestones=[2,3]", "train.augment.multiscale_min_sizes=[640, 672]"])
     assert cfg.train.milestones == [2, 3]
     assert cfg.train.augment.multiscale_min_sizes == [640, 672]
     # a scalar for a list field becomes a one-element list
-    apply_overrides(cfg, ["train.milestones=7"])
+    cfg = apply_overrides(cfg, ["train.milestones=7"])
     assert cfg.train.milestones == [7]
-    apply_overrides(cfg, ["model.head.regress_ranges=[[-1, 100], [100, 100000000.0]]"])
+    cfg = apply_overrides(cfg, ["model.head.regress_ranges=[[-1, 100], [100, 100000000.0]]"])
     assert cfg.model.head.regress_ranges == [[-1, 100], [100, 1e8]]
 
 
 def test_bool_parsing():
     cfg = Config()
     assert cfg.train.amp is True and cfg.train.ema is False
-    apply_overrides(cfg, ["train.amp=false", "ema=true", "model.head.norm_on_bbox=False"])
+    cfg = apply_overrides(cfg, ["train.amp=false", "ema=true", "model.head.norm_on_bbox=False"])
     assert cfg.train.amp is False and cfg.train.ema is True and cfg.model.head.norm_on_bbox is False
     # a number is not a bool
     with pytest.raises(ConfigError, match="expects true or false"):
@@ -75,12 +75,12 @@ def test_bool_parsing():
 
 def test_string_values():
     cfg = Config()
-    apply_overrides(cfg, ["model.backbone.name=resnet18", "optimizer=adamw", "model.backbone.weights=/tmp/r18.pth"])
+    cfg = apply_overrides(cfg, ["model.backbone.name=resnet18", "optimizer=adamw", "model.backbone.weights=/tmp/r18.pth"])
     assert cfg.model.backbone.name == "resnet18"
     assert cfg.train.optimizer == "adamw"
     assert cfg.model.backbone.weights == "/tmp/r18.pth"
     # value containing '=' is kept whole (split on the first '=' only)
-    apply_overrides(cfg, ["model.name=a=b"])
+    cfg = apply_overrides(cfg, ["model.name=a=b"])
     assert cfg.model.name == "a=b"
 
 
@@ -88,7 +88,7 @@ def test_scientific_notation_numbers():
     # learning rates and weight decays are commonly written 1e-3 / 5e-4; PyYAML (YAML 1.1) reads
     # "1e-3" as a *string*, so the override must still give the float 0.001
     cfg = Config()
-    apply_overrides(cfg, ["train.lr=1e-3", "train.weight_decay=5e-4", "model.head.prior_prob=1.0e-2"])
+    cfg = apply_overrides(cfg, ["train.lr=1e-3", "train.weight_decay=5e-4", "model.head.prior_prob=1.0e-2"])
     assert cfg.train.lr == 0.001 and isinstance(cfg.train.lr, float)
     assert cfg.train.weight_decay == 0.0005
     assert cfg.model.head.prior_prob == 0.01
@@ -97,7 +97,7 @@ def test_scientific_notation_numbers():
 def test_scientific_notation_inside_list_override():
     # list fields are not type-checked: "1e8" / "1.0e8" would be stored as strings inside the list
     cfg = Config()
-    apply_overrides(cfg, ["model.head.regress_ranges=[[-1, 64], [64, 1e8]]", "train.milestones=[1.0e1, 11]"])
+    cfg = apply_overrides(cfg, ["model.head.regress_ranges=[[-1, 64], [64, 1e8]]", "train.milestones=[1.0e1, 11]"])
     assert cfg.model.head.regress_ranges == [[-1, 64], [64, 1e8]]
     assert cfg.train.milestones == [10.0, 11]
 

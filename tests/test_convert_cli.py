@@ -8,7 +8,7 @@ from torchvision.models.detection import fcos_resnet50_fpn
 
 from anchorfree import Model
 from anchorfree.cli import main
-from anchorfree.engine.checkpoint import load_detector
+from anchorfree.inference.checkpoint import load_detector
 
 from conftest import parity_batch
 from golden_weights import synthetic_images, synthetic_state_dict

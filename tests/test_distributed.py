@@ -24,7 +24,7 @@ from torch.utils.data import DistributedSampler
 from anchorfree.cli import main
 from anchorfree.config import Config, apply_overrides, load_config, save_config
 from anchorfree.data import CocoDetection, generate_synthetic_dataset, load_data_spec
-from anchorfree.engine.checkpoint import read_checkpoint
+from anchorfree.inference.checkpoint import read_checkpoint
 from anchorfree.engine.optim import lr_factor
 from anchorfree.engine.sampler import ResumableDistributedSampler
 from anchorfree.engine.trainer import Trainer, resume_config

@@ -12,7 +12,7 @@ import pytest
 
 from anchorfree.cli import main
 from anchorfree.data import generate_synthetic_dataset, load_data_spec
-from anchorfree.engine.checkpoint import read_checkpoint
+from anchorfree.inference.checkpoint import read_checkpoint
 from anchorfree.engine.divergence import finite_weights
 from anchorfree.engine.trainer import Trainer, resume_config
 from anchorfree.errors import TrainingError
@@ -118,14 +118,15 @@ def coco_file_name(ann: Path) -> str:
 
 def test_a_report_that_cannot_be_written_does_not_fail_the_finished_training(tiny_synth, tmp_path, monkeypatch,
                                                                              capsys):
-    from anchorfree.engine import trainer as trainer_module
+    from anchorfree.report import hooks as hooks_module
 
     def broken(*args, **kwargs):
         raise ValueError("no page today")
 
-    monkeypatch.setattr(trainer_module, "write_run_report", broken)
+    monkeypatch.setattr(hooks_module, "write_run_report", broken)
     out = tmp_path / "run"
-    trainer = Trainer(tiny_config(), load_data_spec(tiny_synth), out, progress=False)
+    cfg = tiny_config()
+    trainer = Trainer(cfg, load_data_spec(tiny_synth), out, progress=False, hooks=hooks_module.standard_hooks(cfg, out))
     assert trainer.fit()["epoch"] == 1 and trainer.report is None
     assert (out / "best.pt").is_file() and (out / "metrics.json").is_file()
     expected = "report.html could not be written (ValueError: no page today); the run itself is complete"

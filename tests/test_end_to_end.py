@@ -16,7 +16,7 @@ import pytest
 
 from anchorfree.config import apply_overrides
 from anchorfree.data import generate_synthetic_dataset, load_data_spec
-from anchorfree.engine.evaluate import evaluate_dataset
+from anchorfree.inference.evaluate import evaluate_dataset
 from anchorfree.engine.trainer import Trainer
 from anchorfree.models.detector import Detector
 from anchorfree.presets import get_preset

@@ -23,7 +23,7 @@ from torchvision.transforms.v2 import functional as TF
 from anchorfree import Model, load_model
 from anchorfree.api import to_uint8_chw
 from anchorfree.config import Config
-from anchorfree.engine.checkpoint import atomic_save, make_checkpoint
+from anchorfree.inference.checkpoint import atomic_save, make_checkpoint
 from anchorfree.errors import ConfigError, ExportError
 from anchorfree.export import export_model
 from anchorfree.export.check import FP16, FP32, CheckResult, check_export, check_images, match_detections

@@ -14,7 +14,7 @@ import pytest
 from test_export import CLASSES, SIZE, small_config, small_detector
 
 from anchorfree import Model
-from anchorfree.engine.checkpoint import atomic_save, make_checkpoint
+from anchorfree.inference.checkpoint import atomic_save, make_checkpoint
 from anchorfree.export import export_model
 from anchorfree.export.check import FP32, CheckResult, check_images, match_detections, pytorch_detections
 from anchorfree.export.predictor import ExportedModel

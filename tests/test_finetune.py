@@ -14,7 +14,7 @@ from anchorfree.cli import main
 from anchorfree.config import BackboneConfig
 from anchorfree.data import load_data_spec
 from anchorfree.data.synth import SYNTH_CLASSES
-from anchorfree.engine.checkpoint import atomic_save, make_checkpoint
+from anchorfree.inference.checkpoint import atomic_save, make_checkpoint
 from anchorfree.engine.finetune import load_pretrained
 from anchorfree.engine.trainer import Trainer
 from anchorfree.errors import CheckpointError, ConfigError

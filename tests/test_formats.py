@@ -22,7 +22,7 @@ from anchorfree.data import (
     generate_synthetic_dataset,
     load_data_spec,
 )
-from anchorfree.engine.evaluate import match_image_ids
+from anchorfree.inference.evaluate import match_image_ids
 from anchorfree.errors import DatasetError
 from anchorfree.evaluation import coco_evaluate
 

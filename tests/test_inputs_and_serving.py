@@ -24,7 +24,7 @@ from anchorfree import Model, load_model  # noqa: E402
 from anchorfree.api import to_uint8_chw  # noqa: E402
 from anchorfree.cli import main  # noqa: E402
 from anchorfree.data import load_image  # noqa: E402
-from anchorfree.engine.checkpoint import load_detector  # noqa: E402
+from anchorfree.inference.checkpoint import load_detector  # noqa: E402
 from anchorfree.errors import CheckpointError  # noqa: E402
 from anchorfree.export.predictor import ExportedModel  # noqa: E402
 from anchorfree.images import ImageReadError, read_image, video_container  # noqa: E402

@@ -18,7 +18,7 @@ from anchorfree.cli import main
 from anchorfree.data.transforms import keep_ratio_size
 from anchorfree.config import apply_overrides
 from anchorfree.data import collate
-from anchorfree.engine.checkpoint import load_model_state
+from anchorfree.inference.checkpoint import load_model_state
 from anchorfree.errors import CheckpointError
 from anchorfree.interop.mmdet import convert_mmdet
 from anchorfree.models.detector import Detector

@@ -19,8 +19,8 @@ from pycocotools.cocoeval import COCOeval
 
 from anchorfree.config import save_config
 from anchorfree.data import CocoDetection, generate_synthetic_dataset, load_data_spec
-from anchorfree.engine.compare import CompareResult
-from anchorfree.engine.evaluate import score_results
+from anchorfree.compare import CompareResult
+from anchorfree.inference.evaluate import score_results
 from anchorfree.evaluation import coco_evaluate, coco_evaluate_detailed
 from anchorfree.report import (
     ImageBoxes,

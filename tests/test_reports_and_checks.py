@@ -13,7 +13,7 @@ import torch
 from anchorfree.cli import main
 from anchorfree.config import Config, apply_overrides
 from anchorfree.data import CocoDetection, DatasetWarning, check_dataset, generate_synthetic_dataset
-from anchorfree.engine.checkpoint import atomic_save, make_checkpoint
+from anchorfree.inference.checkpoint import atomic_save, make_checkpoint
 from anchorfree.models.detector import Detector
 from anchorfree.models.postprocess import soft_nms
 from anchorfree.presets import get_preset

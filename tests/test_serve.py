@@ -30,7 +30,7 @@ import uvicorn  # noqa: E402
 from conftest import micro_config, missing_browser  # noqa: E402
 
 from anchorfree import Model  # noqa: E402
-from anchorfree.engine.checkpoint import atomic_save, make_checkpoint  # noqa: E402
+from anchorfree.inference.checkpoint import atomic_save, make_checkpoint  # noqa: E402
 from anchorfree.errors import AnchorfreeError  # noqa: E402
 from anchorfree.models.detector import Detector  # noqa: E402
 from anchorfree.serve import add_serve_parser, cmd_serve, create_app, extras  # noqa: E402

@@ -5,7 +5,7 @@ import builtins
 import pytest
 
 from anchorfree.data import CocoDetection, load_data_spec
-from anchorfree.engine.tensorboard import TensorBoardLogger
+from anchorfree.report.tensorboard import TensorBoardLogger
 from anchorfree.errors import ConfigError
 
 event_accumulator = pytest.importorskip(

@@ -10,7 +10,8 @@ import torch
 
 from anchorfree.config import AugmentConfig
 from anchorfree.data import load_data_spec
-from anchorfree.engine.checkpoint import atomic_save, load_detector, read_checkpoint
+from anchorfree.report.hooks import standard_hooks
+from anchorfree.inference.checkpoint import atomic_save, load_detector, read_checkpoint
 from anchorfree.engine.trainer import Trainer, resume_config
 from anchorfree.errors import CheckpointError, TrainingError
 
@@ -90,7 +91,8 @@ def test_resume_with_mosaic_is_exact(small_synth, tmp_path):
 def test_run_folder_contents(small_synth, tmp_path):
     cfg = micro_config()
     cfg.train.epochs = 1
-    Trainer(cfg, load_data_spec(small_synth), tmp_path / "run", progress=False).fit()
+    Trainer(cfg, load_data_spec(small_synth), tmp_path / "run", progress=False,
+            hooks=standard_hooks(cfg, tmp_path / "run")).fit()  # curves and report hang on the trainer's events
     run = tmp_path / "run"
     for name in ("config.yaml", "train.log", "metrics.jsonl", "metrics.json", "loss.png", "map.png", "last.pt",
                  "best.pt"):
@@ -153,7 +155,7 @@ def test_checkpoint_from_other_class_count_is_rejected(small_synth, tmp_path):
     _train(small_synth, out, epochs=1, ema=False)
     model, cfg, ckpt = load_detector(out)
     cfg.model.num_classes = 3
-    from anchorfree.engine.checkpoint import load_model_state
+    from anchorfree.inference.checkpoint import load_model_state
     from anchorfree.models.detector import Detector
 
     with pytest.raises(CheckpointError, match=r"class count differs \(checkpoint 5, model 3\)"):

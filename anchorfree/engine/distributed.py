@@ -36,6 +36,11 @@ def _env_int(name: str, default: int) -> int:
     return default if value in (None, "") else int(value)
 
 
+def process_rank() -> int:
+    """This process's rank from torchrun's ``RANK`` (0 when not launched by it)."""
+    return _env_int("RANK", 0)
+
+
 def launched_by_torchrun() -> bool:
     """True inside a process started by torchrun with more than one process in the job."""
     return _env_int("WORLD_SIZE", 1) > 1

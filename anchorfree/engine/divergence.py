@@ -19,7 +19,7 @@ import torch
 
 from ..config import TrainConfig
 from ..errors import CheckpointError
-from .checkpoint import atomic_save, read_checkpoint
+from ..inference.checkpoint import atomic_save, read_checkpoint
 
 LAST, PREVIOUS, DIVERGED = "last.pt", "previous.pt", "diverged.pt"
 

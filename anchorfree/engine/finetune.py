@@ -22,7 +22,7 @@ from ..config import Config
 from ..errors import CheckpointError, ConfigError
 from ..models.detector import Detector
 from .recipe import get_path
-from .checkpoint import checkpoint_config, read_checkpoint, state_differences
+from ..inference.checkpoint import checkpoint_config, read_checkpoint, state_differences
 
 FREEZE_CHOICES = {"none": (), "backbone": ("backbone",), "neck": ("backbone", "neck")}
 # model conventions that weights only make sense with: a differing value is worth a warning

@@ -32,17 +32,16 @@ BatchNorm statistics are per micro-batch and per process unless ``train.sync_bn`
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import json
 import logging
 import math
-import os
 import random
 import sys
-import tempfile
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -53,6 +52,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from .. import runlog
 from ..config import AugmentConfig, Config, save_config, to_dict
 from ..config_checks import validate_config
 from ..data import (CocoDetection, DatasetWarning, DataSpec, MosaicDetection, build_transforms, collate,
@@ -62,18 +62,16 @@ from ..evaluation import format_metrics_table, save_metrics
 from ..models.detector import Detector
 from ..runtime import autocast, needs_grad_scaler
 from ..structures import Batch
-from ..report import write_run_report
 from . import distributed
 from .budget import MIN_WINDOW, TimeBudget
-from .checkpoint import atomic_save, checkpoint_config, load_model_state, make_checkpoint, read_checkpoint
+from ..inference.checkpoint import atomic_save, checkpoint_config, load_model_state, make_checkpoint, read_checkpoint
 from .divergence import PREVIOUS, finite_weights, next_step, rewind, write_last
-from .evaluate import predict_dataset, score_results
+from ..inference.evaluate import predict_dataset, score_results
 from .recipe import resolve_recipe
+from .hooks import TrainerHook
 from .finetune import freeze, freeze_prefixes, keep_frozen_norms, load_pretrained
 from .optim import ModelEMA, build_optimizer, build_scheduler, effective_lr, lr_factor
-from .plots import plot_run
 from .sampler import ResumableDistributedSampler, SeededSamples
-from .tensorboard import TensorBoardLogger
 
 log = logging.getLogger("anchorfree")
 
@@ -135,6 +133,16 @@ def setup_logging(run: Path) -> None:
 def resume_config(run: str | Path) -> Config:
     """The config saved in ``run/last.pt`` (the starting point for ``--resume``)."""
     return checkpoint_config(read_checkpoint(Path(run) / "last.pt"))
+
+
+def planned_epochs_on_resume(cfg: Config, ckpt: dict[str, Any]) -> int:
+    """The epochs a resumed run plans: those its checkpoint recorded (a time budget's plan), unless the resume
+    asks for another ``train.epochs`` without a budget."""
+    before = checkpoint_config(ckpt).train.epochs
+    recorded = ckpt.get("planned_epochs", before)
+    if cfg.train.minutes > 0 or cfg.train.epochs == before:
+        return recorded
+    return cfg.train.epochs
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -216,11 +224,11 @@ class Trainer:
     :func:`anchorfree.engine.distributed.setup`); call :meth:`close` at the end to leave it.
     """
 
-    tensorboard: TensorBoardLogger | None = None  # train.tensorboard=true, on rank 0
 
     def __init__(self, cfg: Config, data: DataSpec | str | Path, out: str | Path, resume: bool = False,
-                 progress: bool = True) -> None:
+                 progress: bool = True, hooks: Sequence[TrainerHook] = ()) -> None:
         self.created = time.perf_counter()  # a time budget counts the set-up too
+        cfg = copy.deepcopy(cfg)  # the caller's config is input: nothing here changes it
         self.run = Path(out)
         t, m = cfg.train, cfg.model
         check_train_settings(cfg)
@@ -250,9 +258,9 @@ class Trainer:
                 for name in ("metrics.jsonl", PREVIOUS):
                     (self.run / name).unlink(missing_ok=True)
         if t.sync_bn and not self.dist.enabled:
-            self._log("train.sync_bn=true has no effect with one process (BatchNorm sees the whole batch)")
+            self.log("train.sync_bn=true has no effect with one process (BatchNorm sees the whole batch)")
         for key, before, after in changes:
-            self._log(f"resume: {key} {before!r} -> {after!r} (applied from iteration "
+            self.log(f"resume: {key} {before!r} -> {after!r} (applied from iteration "
                       f"{self.resume_state['iteration'] + 1})")
         seed_everything(t.seed)
 
@@ -318,17 +326,20 @@ class Trainer:
         self.iters_per_epoch = math.ceil(self.micro_per_epoch / t.accumulate)  # optimizer steps
         self.base_lr = effective_lr(t, self.effective_batch)
         self.optimizer = build_optimizer(self.model, t, self.base_lr)
-        self.total_steps: int | None = None  # the run's length in optimiser steps when train.minutes sets it
+        # the run's plan, owned here (config.yaml stays what was asked for; the checkpoint records the plan):
+        self.total_steps: int | None = None  # its length in optimiser steps when train.minutes sets it
+        self.planned_epochs = t.epochs  # epochs it runs: train.epochs, or what fits in train.minutes
         self.budget: TimeBudget | None = None
-        self.scheduler = build_scheduler(self.optimizer, t, self.iters_per_epoch, lambda: self.total_steps)
+        self.scheduler = build_scheduler(self.optimizer, t, self.iters_per_epoch,
+                                         lambda: self.total_steps or self.planned_epochs * self.iters_per_epoch)
         self.scaler = torch.amp.GradScaler("cuda", enabled=needs_grad_scaler(self.device, t.amp))
         self.epoch, self.iteration, self.best_ap = 0, 0, -1.0
         self.consumed = 0  # samples of the current epoch trained on, all processes together
         self.checkpoint_at: tuple[int, int] | None = None  # (epoch, iteration) of the last.pt on disk
         self.eval_seconds = 0.0  # time spent in validation by this process
         self.last_results: list[dict] = []  # the detections of the last validation (for report.html)
-        self.tensorboard = TensorBoardLogger(self.run) if t.tensorboard and self.is_main else None
-        self.report: Path | None = None
+        self.hooks: list[TrainerHook] = list(hooks) if self.is_main else []  # events: anchorfree.engine.hooks
+        self.report: Path | None = None  # the run's report page, when a hook wrote one
         if self.resume_state is not None:
             self._load_state(self.resume_state)
 
@@ -344,10 +355,10 @@ class Trainer:
                 error = e
         for w in caught:
             if issubclass(w.category, DatasetWarning):
-                self._log(f"dataset warning: {w.message}", logging.WARNING)
+                self.log(f"dataset warning: {w.message}", logging.WARNING)
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
         if error is not None:
-            self._log(f"dataset error, training did not start: {error}", logging.ERROR)
+            self.log(f"dataset error, training did not start: {error}", logging.ERROR)
             raise error
 
     # ---- resume ----------------------------------------------------------------------------
@@ -366,7 +377,7 @@ class Trainer:
                 f"{self.effective_batch} would change the samples of each step and the schedule. Keep the effective "
                 f"batch (e.g. train.batch_size={max(1, before // (self.world * t.accumulate))} on {self.world} "
                 "process(es)) or start a new run in another --out folder")
-        if t.epochs < ckpt["epoch"]:
+        if planned_epochs_on_resume(self.cfg, ckpt) < ckpt["epoch"]:
             raise ConfigError(f"train.epochs={t.epochs} is below the {ckpt['epoch']} epochs the run in {self.run} has "
                               "already trained; resume with at least that many")
         return changes
@@ -375,7 +386,8 @@ class Trainer:
         """Set the optimiser's learning rates (and decay, momentum) from the config at the current
         iteration: what an uninterrupted run has, and a changed lr / schedule for the remaining steps."""
         t = self.cfg.train
-        factor = lr_factor(self.iteration, t, self.iters_per_epoch, self.total_steps)
+        factor = lr_factor(self.iteration, t, self.iters_per_epoch,
+                           self.total_steps or self.planned_epochs * self.iters_per_epoch)
         self.scheduler.base_lrs = [self.base_lr for _ in self.optimizer.param_groups]
         for i, group in enumerate(self.optimizer.param_groups):
             group["initial_lr"] = self.base_lr
@@ -395,6 +407,7 @@ class Trainer:
             self.ema.load_state_dict({"module": ckpt["ema"], "updates": ckpt["ema_updates"]})
         self.epoch, self.iteration, self.best_ap = ckpt["epoch"], ckpt["iteration"], ckpt["best_ap"]
         self.total_steps = ckpt.get("total_steps")
+        self.planned_epochs = planned_epochs_on_resume(self.cfg, ckpt)
         sampler = ckpt.get("sampler") or {}
         self.consumed = sampler.get("consumed", 0) if sampler.get("epoch", self.epoch) == self.epoch else 0
         ranks = ckpt.get("rng_ranks") or [ckpt["rng"]]
@@ -406,33 +419,13 @@ class Trainer:
             self._truncate_metrics()
         where = (f"in epoch {self.epoch + 1} after {self.consumed} of its samples" if self.consumed
                  else f"after epoch {self.epoch}")
-        self._log(f"resumed from {ckpt['path']} at iteration {self.iteration}, {where}")
+        self.log(f"resumed from {ckpt['path']} at iteration {self.iteration}, {where}")
 
     def _truncate_metrics(self) -> None:
         """Drop the rows of ``metrics.jsonl`` logged after the checkpoint (they are logged again)."""
-        path = self.run / "metrics.jsonl"
-        if not path.is_file():
-            return
-        kept, dropped = [], 0
-        for line in path.read_text().splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:  # a line cut short when the run was killed
-                dropped += 1
-                continue
-            after = row.get("iteration", 0) > self.iteration
-            if row.get("type") == "val":
-                after = after or row.get("epoch", 0) > self.epoch
-            if after:
-                dropped += 1
-            else:
-                kept.append(line)
+        dropped = runlog.truncate_after(self.run, self.iteration, self.epoch)
         if dropped:
-            fd, tmp = tempfile.mkstemp(prefix=".metrics.", suffix=".tmp", dir=self.run)
-            with os.fdopen(fd, "w") as f:
-                f.write("".join(line + "\n" for line in kept))
-            os.replace(tmp, path)
-            self._log(f"metrics.jsonl: dropped {dropped} row(s) logged after the checkpoint")
+            self.log(f"metrics.jsonl: dropped {dropped} row(s) logged after the checkpoint")
 
     # ---- state -----------------------------------------------------------------------------
     def _state(self) -> dict[str, Any] | None:
@@ -456,7 +449,7 @@ class Trainer:
             scaler=self.scaler.state_dict(), epoch=self.epoch, iteration=self.iteration,
             best_ap=self.best_ap, rng=rng_ranks[0], rng_ranks=rng_ranks,
             sampler={"epoch": self.epoch, "consumed": self.consumed},
-            total_steps=self.total_steps, budget_elapsed=None if self.budget is None else self.budget.elapsed(),
+            total_steps=self.total_steps, planned_epochs=self.planned_epochs, budget_elapsed=None if self.budget is None else self.budget.elapsed(),
             world_size=self.world, effective_batch=self.effective_batch,
             class_names=self.cfg.model.class_names, label_to_cat_id=self.train_set.label_to_cat_id,
         )
@@ -478,26 +471,32 @@ class Trainer:
         self.dist.barrier()
         return state
 
-    def _log(self, message: str, level: int = logging.INFO) -> None:
+    def log(self, message: str, level: int = logging.INFO) -> None:
         if self.is_main:
             log.log(level, message)
 
     def _say(self, message: str) -> None:
         """Log to train.log and print on the screen (rank 0)."""
-        self._log(message)
+        self.log(message)
         if self.progress:
             tqdm.write(message)
 
     def _log_row(self, row: dict[str, Any]) -> None:
-        with open(self.run / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(row) + "\n")
-        if self.tensorboard is not None:
-            self.tensorboard.scalars(row)
+        runlog.append_row(self.run, row)
+        self._emit("on_row", row)
+
+    def _emit(self, event: str, *args: Any) -> None:
+        """Call ``event`` on every hook that has it (see :mod:`anchorfree.engine.hooks`)."""
+        for hook in self.hooks:
+            method = getattr(hook, event, None)
+            if method is not None:
+                method(self, *args)
 
     def close(self) -> None:
         """Leave the process group this trainer joined (nothing on one process); close TensorBoard's files."""
-        if self.tensorboard is not None:
-            self.tensorboard.close()
+        for hook in self.hooks:
+            if hasattr(hook, "close"):
+                hook.close()
         self.dist.close()
 
     # ---- loop ------------------------------------------------------------------------------
@@ -518,9 +517,9 @@ class Trainer:
         """Train until ``train.epochs``; returns the last validation result (on rank 0)."""
         t = self.cfg.train
         where = f"{self.device}" + (f" x {self.world} processes ({self.dist.backend})" if self.dist.enabled else "")
-        self._log(f"training {self.cfg.model.name} on {len(self.train_set)} images ({self.cfg.model.num_classes} "
-                  f"classes) for {t.epochs} epochs on {where}")
-        self._log(self.describe())
+        self.log(f"training {self.cfg.model.name} on {len(self.train_set)} images ({self.cfg.model.num_classes} "
+                  f"classes) for {self.planned_epochs} epochs on {where}")
+        self.log(self.describe())
         if self.progress:
             tqdm.write(self.describe())
         result = None
@@ -529,11 +528,11 @@ class Trainer:
             self._extend_finished_budget()
         else:  # a budgeted run resumed with train.minutes=0 trains to train.epochs
             self.total_steps = None
-        while self.epoch < t.epochs:
+        while self.epoch < self.planned_epochs:
             self.train_epoch()
             self.epoch += 1
             self.consumed = 0
-            last = self.epoch == t.epochs
+            last = self.epoch == self.planned_epochs
             if self.is_main and (last or (t.eval_interval > 0 and self.epoch % t.eval_interval == 0)):
                 result = self.validate()
             state = self._state()  # the other processes wait here while rank 0 validates
@@ -544,18 +543,16 @@ class Trainer:
                     state["best_ap"] = self.best_ap
                     self.save("best.pt", state)
                     self._save_last(state)
-                plot_run(self.run)
+                self._emit("on_epoch_end")
             self.checkpoint_at = (self.epoch, self.iteration)
             self.dist.barrier()
         if self.is_main and not (self.run / "best.pt").exists() and (self.run / "last.pt").exists():
             self.save("best.pt", read_checkpoint(self.run / "last.pt"))
-        if self.is_main and self.budget is not None:
-            save_config(self.cfg, self.run / "config.yaml")  # with the epochs the budget gave
-        if self.is_main and result is not None:
-            self.report = self._write_report(result)
+        if self.is_main:
+            self._emit("on_fit_end", result)
         self.dist.barrier()
         if self.budget is not None:
-            self._log(f"time budget: {self.budget.elapsed() / 60:.2f} of {t.minutes:g} minutes used, "
+            self.log(f"time budget: {self.budget.elapsed() / 60:.2f} of {t.minutes:g} minutes used, "
                       f"{self.iteration} steps ({self.iteration / self.iters_per_epoch:.2f} epochs)")
         return result
 
@@ -585,15 +582,16 @@ class Trainer:
         re-estimated for the new budget and the schedule laid over it (as a larger ``train.epochs`` extends
         an epoch-set run). With the same budget it stays finished."""
         t, ckpt = self.cfg.train, self.resume_state
-        if ckpt is None or self.total_steps is None or self.iteration < self.total_steps or self.epoch < t.epochs:
+        if ckpt is None or self.total_steps is None or self.iteration < self.total_steps or \
+                self.epoch < self.planned_epochs:
             return
         before = checkpoint_config(ckpt).train.minutes
         if t.minutes <= before:
             return
-        self._log(f"train.minutes {before:g} -> {t.minutes:g}: the finished run ({self.budget.elapsed() / 60:.2f} "
+        self.log(f"train.minutes {before:g} -> {t.minutes:g}: the finished run ({self.budget.elapsed() / 60:.2f} "
                   "minutes spent) trains on, over a schedule laid on its new length")
         self.total_steps = None  # until the first estimate, a few steps in
-        t.epochs = self.epoch + 1
+        self.planned_epochs = self.epoch + 1
 
     def _reestimate(self) -> None:
         """Set the run's length to the steps that fit in the budget (every process gets the same)."""
@@ -602,7 +600,7 @@ class Trainer:
             return
         total = self.budget.total_steps(self.iteration, per_step)
         self.total_steps = int(round(float(self.dist.mean(torch.tensor([float(total)]))[0])))
-        self.cfg.train.epochs = max(self.epoch + 1, math.ceil(self.total_steps / self.iters_per_epoch))
+        self.planned_epochs = max(self.epoch + 1, math.ceil(self.total_steps / self.iters_per_epoch))
 
     def train_epoch(self) -> None:
         """The optimizer steps left in the current epoch (all of them unless resumed inside it)."""
@@ -617,7 +615,7 @@ class Trainer:
         keep_frozen_norms(self.model, self.frozen)
         per_step = t.batch_size * t.accumulate
         first = -(-self.sampler.start // per_step)
-        bar = tqdm(total=self.iters_per_epoch, initial=first, desc=f"epoch {self.epoch + 1}/{t.epochs}", unit="it",
+        bar = tqdm(total=self.iters_per_epoch, initial=first, desc=f"epoch {self.epoch + 1}/{self.planned_epochs}", unit="it",
                    disable=not self.progress, dynamic_ncols=True)
         batches = iter(self.loader)
         start, seen = time.perf_counter(), 0
@@ -636,7 +634,7 @@ class Trainer:
             loss = sum(losses.values())
             lr = self.optimizer.param_groups[0]["lr"]
             elapsed = time.perf_counter() - start
-            left = (t.epochs - self.epoch - 1) * self.iters_per_epoch + self.iters_per_epoch - step - 1
+            left = (self.planned_epochs - self.epoch - 1) * self.iters_per_epoch + self.iters_per_epoch - step - 1
             bar.set_postfix(loss=f"{loss:.3f}", **{k.replace("loss_", ""): f"{v:.3f}" for k, v in losses.items()},
                             lr=f"{lr:.2e}", img_s=f"{seen / elapsed:.1f}",
                             run_eta=tqdm.format_interval(left * elapsed / (step + 1 - first)), refresh=False)
@@ -652,7 +650,7 @@ class Trainer:
                 self.budget.begin(self.iteration)  # after this process's first step (its warm-up)
             elif self.budget is not None and self.budget.due(self.iteration):
                 self._reestimate()
-                bar.total = self.iters_per_epoch if self.epoch + 1 < t.epochs else \
+                bar.total = self.iters_per_epoch if self.epoch + 1 < self.planned_epochs else \
                     self.total_steps - self.epoch * self.iters_per_epoch
             if self.total_steps is not None and self.iteration >= self.total_steps:
                 break  # the budget ends inside this epoch
@@ -663,10 +661,10 @@ class Trainer:
         """Turn mosaic/affine off for the last ``close_mosaic`` epochs (logged when it changes)."""
         if isinstance(self.train_data, MosaicDetection):
             t = self.cfg.train
-            enabled = mosaic_enabled(self.epoch, t.epochs, t.augment.close_mosaic)
+            enabled = mosaic_enabled(self.epoch, self.planned_epochs, t.augment.close_mosaic)
             if enabled != self.train_data.enabled:
                 self.train_data.enabled = enabled
-                self._log(f"epoch {self.epoch + 1}: mosaic/affine augmentation {'on' if enabled else 'off'} "
+                self.log(f"epoch {self.epoch + 1}: mosaic/affine augmentation {'on' if enabled else 'off'} "
                           f"(close_mosaic={t.augment.close_mosaic})")
 
     def _forward_backward(self, batch: Batch, scale: float, sync: bool = True) -> torch.Tensor:
@@ -724,26 +722,12 @@ class Trainer:
         if not (self.run / "last.pt").is_file():
             at = None
         message = what + next_step(self.run, self.cfg.train, self.scaler.is_enabled(), at, rewound_from)
-        self._log(message, logging.ERROR)
+        self.log(message, logging.ERROR)
         error = TrainingError(message)
         error.same_on_all_ranks = True  # every process sees the averaged loss and stops with this message
         raise error
 
-    def _write_report(self, result: dict[str, Any]) -> Path | None:
-        """``report.html`` of the finished run; what goes wrong with it is logged and shown, never raised."""
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                path = write_run_report(self.run, dataset=self.val_set, results=self.last_results, metrics=result)
-        except Exception as e:  # noqa: BLE001 - the training is done and saved; only its page is missing
-            self._warn(f"report.html could not be written ({type(e).__name__}: {e}); the run itself is complete. "
-                       f"Write the page again with `anchorfree eval {self.run} --data DATA`.")
-            return None
-        for w in caught:
-            self._warn(f"report.html: {w.message}")
-        self._log(f"report: {path}")
-        return path
-
-    def _warn(self, message: str) -> None:
+    def warn(self, message: str) -> None:
         """A warning in ``train.log`` and on the screen (rank 0)."""
         if self.is_main:
             log.warning(message)
@@ -758,8 +742,6 @@ class Trainer:
                                             workers=self.cfg.train.workers, progress=self.progress)
         result = score_results(self.val_set, self.last_results)
         result["epoch"] = self.epoch
-        if self.tensorboard is not None:
-            self.tensorboard.predictions(self.val_set, self.last_results, self.iteration)
         self.eval_seconds += time.perf_counter() - start
         row = {"type": "val", "epoch": self.epoch, "iteration": self.iteration, **result["metrics"]}
         self._log_row(row)
@@ -767,4 +749,5 @@ class Trainer:
         log.info("validation after epoch %d:\n%s", self.epoch, format_metrics_table(result))
         if self.progress:
             tqdm.write(f"epoch {self.epoch}: AP {result['metrics']['AP']:.4f}  AP50 {result['metrics']['AP50']:.4f}")
+        self._emit("on_validation", result)
         return result

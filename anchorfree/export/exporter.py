@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import NMS_MODES, ModelConfig
-from ..engine.checkpoint import load_detector
+from ..inference.checkpoint import load_detector
 from ..errors import ConfigError, ExportError
 from ..files import SUFFIX_FORMATS
 from ..models.detector import Detector

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..config import Config, save_config
-from ..engine.checkpoint import atomic_save, make_checkpoint
+from ..inference.checkpoint import atomic_save, make_checkpoint
 from ..errors import CheckpointError
 from ..models.detector import Detector
 

@@ -21,7 +21,7 @@ def write_compare_report(out_dir: str | Path, rows: Sequence[Any], out: str | Pa
 
     Args:
         out_dir: the comparison folder (``compare.json`` and one run folder per model).
-        rows: one entry per model: :class:`~anchorfree.engine.compare.CompareResult` objects or their dicts
+        rows: one entry per model: :class:`~anchorfree.compare.CompareResult` objects or their dicts
             (``name``, ``run``, ``params``, ``epochs``, ``train_minutes``, ``train_images_per_s``,
             ``infer_images_per_s``, ``metrics`` with AP, AP50, AP75, APs, APm, APl as fractions).
         out: where to write the page (default ``out_dir/report.html``).

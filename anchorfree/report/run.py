@@ -13,6 +13,7 @@ import yaml
 
 from anchorfree.data import CocoDetection, DataSpec, load_data_spec
 from anchorfree.errors import ConfigError
+from anchorfree.runlog import read_rows
 from anchorfree.evaluation import COCO_METRIC_NAMES, CocoEvalArrays, coco_evaluate_detailed
 
 from .curves import mean_pr_curve, per_class_ap_by_area, pr_curves
@@ -53,7 +54,7 @@ def write_run_report(run_dir: str | Path, dataset: DatasetLike | None = None, mo
             for the precision–recall curves, the confusion matrix and the gallery.
         model: a :class:`~anchorfree.models.detector.Detector` to predict ``dataset`` with, used only
             when ``results`` is not given.
-        results: the COCO results list of ``dataset`` (as :func:`~anchorfree.engine.evaluate.predict_dataset`
+        results: the COCO results list of ``dataset`` (as :func:`~anchorfree.inference.evaluate.predict_dataset`
             returns). Default: ``model``'s predictions, else ``run_dir/results.json`` if it exists
             (``anchorfree eval --save-results``).
         metrics: the result of :func:`~anchorfree.evaluation.coco_evaluate` for the metrics tables.
@@ -90,7 +91,7 @@ def write_run_report(run_dir: str | Path, dataset: DatasetLike | None = None, mo
 
     config_text = (run / "config.yaml").read_text(encoding="utf-8") if (run / "config.yaml").is_file() else None
     config = _parse_config(config_text)
-    rows = _read_jsonl(run / "metrics.jsonl")
+    rows = read_rows(run)
 
     arrays: CocoEvalArrays | None = None
     analysis = None
@@ -148,7 +149,7 @@ def _eval_split(dataset: DatasetLike | None) -> tuple[CocoDetection | None, str]
 
 
 def _predict(model: Any, split: CocoDetection) -> list[dict]:
-    from anchorfree.engine.evaluate import make_eval_dataset, predict_dataset
+    from anchorfree.inference.evaluate import make_eval_dataset, predict_dataset
 
     eval_set = split if split.transforms is not None else make_eval_dataset(model, split.coco_gt, split.image_dir,
                                                                             split.class_names)
@@ -164,19 +165,6 @@ def _parse_config(text: str | None) -> dict[str, Any]:
         return {}
     model = raw.get("model") if isinstance(raw, dict) else None
     return model if isinstance(model, dict) else {}
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:  # a line cut short by an interrupted run
-                continue
-    return rows
 
 
 # ---- analysis -------------------------------------------------------------------------------------

@@ -25,14 +25,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from ..config import Config  # noqa: E402
-from ..data import DataSpec, collate  # noqa: E402
-from ..errors import ConfigError  # noqa: E402
-from ..evaluation import save_metrics  # noqa: E402
-from ..models.detector import Detector  # noqa: E402
-from ..models.fuse import inference_detector  # noqa: E402
-from ..runtime import autocast, mixed_precision_available  # noqa: E402
-from .trainer import Trainer, resume_config  # noqa: E402
+from .config import Config, apply_overrides  # noqa: E402
+from .data import DataSpec, collate  # noqa: E402
+from .errors import ConfigError  # noqa: E402
+from .evaluation import save_metrics  # noqa: E402
+from .models.detector import Detector  # noqa: E402
+from .models.fuse import inference_detector  # noqa: E402
+from .runtime import autocast, mixed_precision_available  # noqa: E402
+from .training import run_training, start_or_resume  # noqa: E402
 
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 
@@ -96,14 +96,10 @@ def _train_one(name: str, cfg: Config, data: DataSpec, out: Path, minutes: float
     record = run / "compare.json"
     if record.is_file():
         return CompareResult(**json.loads(record.read_text()))
-    resume = (run / "last.pt").is_file()
-    if resume:
-        cfg = resume_config(run)
-    else:
-        cfg.train.eval_interval, cfg.train.minutes = 0, minutes
+    cfg, resume = start_or_resume(apply_overrides(cfg, ["train.eval_interval=0", f"train.minutes={minutes}"]), run)
     start = time.perf_counter()
-    trainer = Trainer(cfg, data, run, resume=resume, progress=progress)
-    result = trainer.fit() or json.loads((run / "metrics.json").read_text())  # None: it had already finished
+    trainer, result = run_training(cfg, data, run, resume=resume, progress=progress)
+    result = result or json.loads((run / "metrics.json").read_text())  # None: it had already finished
     run_minutes = (time.perf_counter() - start) / 60
     train_seconds = run_minutes * 60 - trainer.eval_seconds
     model = trainer.eval_model().eval()

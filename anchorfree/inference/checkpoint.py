@@ -6,8 +6,6 @@ checksums existed load with a warning.)"""
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -16,7 +14,7 @@ import torch
 
 from ..config import Config, from_dict, to_dict
 from ..errors import CheckpointError
-from ..files import export_format
+from ..files import atomic_write, export_format
 from ..models.detector import Detector
 
 FORMAT = "anchorfree-checkpoint"
@@ -24,22 +22,9 @@ VERSION = 1
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` to a temp file in the same folder, fsync, then rename over ``path``.
-
-    A run killed while saving leaves the previous file intact.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """``torch.save`` through :func:`~anchorfree.files.atomic_write`: a run killed while saving leaves the
+    previous file intact."""
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 CHECKSUMMED = ("model", "ema")  # the weight entries the checksum covers

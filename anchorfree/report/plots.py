@@ -1,7 +1,6 @@
 """Training curves from a run's ``metrics.jsonl``: loss terms per iteration, mAP per epoch."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib
@@ -9,18 +8,13 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-
-def read_metrics(path: str | Path) -> list[dict]:
-    path = Path(path)
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+from ..runlog import read_rows  # noqa: E402
 
 
 def plot_run(run: str | Path) -> list[Path]:
     """Write ``loss.png`` and (once validated) ``map.png`` into the run folder."""
     run = Path(run)
-    rows = read_metrics(run / "metrics.jsonl")
+    rows = read_rows(run)
     written = []
     train = [r for r in rows if r.get("type") == "train"]
     if train:
