@@ -465,6 +465,16 @@ class AugmentConfig:
     close_mosaic: int = 0  # the last N epochs train without mosaic and affine (YOLOv8's close_mosaic)
 
 
+# ``train.*`` fields that may change on ``--resume``: they are applied to the rest of the run.
+# batch_size and accumulate may change while the effective batch (x processes) stays the same.
+RESUME_APPLIED = frozenset({
+    "epochs", "minutes", "eval_interval", "log_interval", "checkpoint_interval", "workers", "device", "grad_clip", "amp",
+    "channels_last", "lr", "schedule", "milestones", "gamma", "min_lr_ratio", "warmup_iters", "warmup_ratio",
+    "weight_decay", "momentum", "ema_decay", "scale_lr", "lr_reference_batch", "batch_size", "accumulate",
+    "sync_bn", "dist_backend", "dist_timeout", "find_unused_parameters", "tensorboard", "check_images",
+})
+
+
 @dataclass
 class TrainConfig:
     """Training settings. With several processes (torchrun, ``anchorfree train --nproc N``) ``batch_size``

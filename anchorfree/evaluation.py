@@ -180,6 +180,14 @@ def format_metrics_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def coco_result(image_id: int, category_id: int, box_xyxy: list[float], score: float) -> dict[str, Any]:
+    """One COCO results entry: ``bbox`` as ``[x, y, w, h]`` rounded to 0.001 px, ``score`` to 1e-5 (what
+    ``eval --save-results``, ``predict``'s ``results.json`` and the server write)."""
+    x1, y1, x2, y2 = box_xyxy
+    return {"image_id": int(image_id), "category_id": int(category_id),
+            "bbox": [round(x1, 3), round(y1, 3), round(x2 - x1, 3), round(y2 - y1, 3)], "score": round(float(score), 5)}
+
+
 def save_metrics(result: dict, path: str | Path) -> None:
     """Write ``result`` as JSON to ``path`` atomically (temporary file, then ``os.replace``)."""
     atomic_write_text(path, json.dumps(result, indent=2) + "\n")

@@ -18,6 +18,8 @@ This module needs only numpy and PIL (exported models run without PyTorch).
 """
 from __future__ import annotations
 
+import math
+
 import io
 import struct
 import warnings
@@ -168,3 +170,15 @@ def resize_opencv(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
                               "pip install 'anchorfree[mmdet]' (opencv-python-headless)") from None
     out = cv2.resize(np.ascontiguousarray(image), (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
     return out.reshape(size[0], size[1], -1)
+
+
+def keep_ratio_size(height: int, width: int, min_size: int, max_size: int,
+                    mode: str = "torchvision") -> tuple[int, int]:
+    """Output ``(h, w)`` of the keep-ratio resize rule: ``scale = min(min_size / short_side, max_size /
+    long_side)``; ``torchvision`` rounds the sizes down (``interpolate(scale_factor=scale,
+    recompute_scale_factor=True)``), ``mmdet`` to the nearest (mmcv's ``rescale_size``: ``int(w * scale + 0.5)``,
+    so 640×480 becomes 1067×800, not 1066×800). The one rule training, ``predict`` and exports resize by."""
+    scale = min(min_size / min(height, width), max_size / max(height, width))
+    if mode == "mmdet":
+        return max(1, int(height * scale + 0.5)), max(1, int(width * scale + 0.5))
+    return max(1, math.floor(height * scale)), max(1, math.floor(width * scale))

@@ -22,6 +22,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
+from ..images import keep_ratio_size
 from ..images import resize_opencv
 
 __all__ = [
@@ -41,18 +42,6 @@ MIN_BOX_SIZE = 1.0  # pixels; boxes with a narrower side are dropped
 
 
 RESIZE_MODES = ("torchvision", "mmdet")
-
-
-def keep_ratio_size(height: int, width: int, min_size: int, max_size: int,
-                    mode: str = "torchvision") -> tuple[int, int]:
-    """Output ``(h, w)`` of the keep-ratio resize rule: ``scale = min(min_size / short_side, max_size /
-    long_side)``; ``torchvision`` rounds the sizes down (``interpolate(scale_factor=scale,
-    recompute_scale_factor=True)``), ``mmdet`` to the nearest (mmcv's ``rescale_size``: ``int(w * scale + 0.5)``,
-    so 640×480 becomes 1067×800, not 1066×800)."""
-    scale = min(min_size / min(height, width), max_size / max(height, width))
-    if mode == "mmdet":
-        return max(1, int(height * scale + 0.5)), max(1, int(width * scale + 0.5))
-    return max(1, math.floor(height * scale)), max(1, math.floor(width * scale))
 
 
 def resize_image(image: Tensor, size: tuple[int, int], mode: str = "torchvision") -> Tensor:

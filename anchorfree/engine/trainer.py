@@ -53,7 +53,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from .. import runlog
-from ..config import AugmentConfig, Config, save_config, to_dict
+from ..config import RESUME_APPLIED, AugmentConfig, Config, save_config, to_dict
 from ..config_checks import validate_config
 from ..data import (CocoDetection, DatasetWarning, DataSpec, MosaicDetection, build_transforms, collate,
                     load_data_spec, make_collate, mosaic_enabled, preflight)
@@ -74,16 +74,6 @@ from .optim import ModelEMA, build_optimizer, build_scheduler, effective_lr, lr_
 from .sampler import ResumableDistributedSampler, SeededSamples
 
 log = logging.getLogger("anchorfree")
-
-# ``train.*`` fields that may change on ``--resume``: they are applied to the rest of the run.
-# batch_size and accumulate may change while the effective batch (x processes) stays the same.
-RESUME_APPLIED = frozenset({
-    "epochs", "minutes", "eval_interval", "log_interval", "checkpoint_interval", "workers", "device", "grad_clip", "amp",
-    "channels_last", "lr", "schedule", "milestones", "gamma", "min_lr_ratio", "warmup_iters", "warmup_ratio",
-    "weight_decay", "momentum", "ema_decay", "scale_lr", "lr_reference_batch", "batch_size", "accumulate",
-    "sync_bn", "dist_backend", "dist_timeout", "find_unused_parameters", "tensorboard", "check_images",
-})
-
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)

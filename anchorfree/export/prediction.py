@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..evaluation import coco_result
+
 
 @dataclass
 class Prediction:
@@ -26,13 +28,8 @@ class Prediction:
 
     def to_coco(self, image_id: int) -> list[dict[str, Any]]:
         """COCO results entries (``bbox`` as ``[x, y, w, h]``)."""
-        out = []
-        for box, score, label in zip(self.boxes.tolist(), self.scores.tolist(), self.labels.tolist()):
-            x1, y1, x2, y2 = box
-            out.append({"image_id": image_id, "category_id": self.label_to_cat_id.get(label, label),
-                        "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
-                        "score": round(float(score), 5)})
-        return out
+        return [coco_result(image_id, self.label_to_cat_id.get(label, label), box, score)
+                for box, score, label in zip(self.boxes.tolist(), self.scores.tolist(), self.labels.tolist())]
 
     def __len__(self) -> int:
         return int(self.boxes.shape[0])

@@ -32,7 +32,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import AnchorfreeError
-from ..images import orient_image, read_image, resize_opencv
+from ..images import keep_ratio_size, orient_image, read_image, resize_opencv
 
 
 def to_rgb_array(image: Any, orient: bool = True) -> np.ndarray:
@@ -63,17 +63,6 @@ def to_rgb_array(image: Any, orient: bool = True) -> np.ndarray:
         return np.ascontiguousarray(image)
     raise AnchorfreeError(f"unsupported image type {type(image).__name__}; pass a path, PIL image, numpy array "
                           "or tensor")
-
-
-def keep_ratio_size(height: int, width: int, min_size: int, max_size: int,
-                    mode: str = "torchvision") -> tuple[int, int]:
-    """``(h, w)`` after the resize: ``scale = min(min_size / short side, max_size / long side)``, rounded down
-    (``torchvision``) or to the nearest (``mmdet``, mmcv's ``rescale_size``), as
-    :func:`anchorfree.data.keep_ratio_size`."""
-    scale = min(min_size / min(height, width), max_size / max(height, width))
-    if mode == "mmdet":
-        return max(1, int(height * scale + 0.5)), max(1, int(width * scale + 0.5))
-    return max(1, math.floor(height * scale)), max(1, math.floor(width * scale))
 
 
 def resize_mode(inp: dict[str, Any]) -> str:

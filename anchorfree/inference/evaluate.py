@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from ..data import CocoDetection, build_transforms, make_collate
 from ..errors import DatasetError
-from ..evaluation import coco_evaluate
+from ..evaluation import coco_evaluate, coco_result
 from ..models.detector import Detector
 from ..runtime import autocast
 from ..structures import Detections
@@ -21,11 +21,9 @@ def detections_to_coco(dets: list[Detections], image_ids: list[int], label_to_ca
     """COCO results entries (``bbox`` as ``[x, y, w, h]`` in original image pixels)."""
     results = []
     for det, image_id in zip(dets, image_ids):
-        boxes = det.boxes.float().cpu()
-        xywh = torch.cat((boxes[:, :2], boxes[:, 2:] - boxes[:, :2]), dim=1).tolist()
-        for box, score, label in zip(xywh, det.scores.float().cpu().tolist(), det.labels.cpu().tolist()):
-            results.append({"image_id": int(image_id), "category_id": int(label_to_cat_id[label]),
-                            "bbox": [round(v, 3) for v in box], "score": round(float(score), 5)})
+        for box, score, label in zip(det.boxes.float().cpu().tolist(), det.scores.float().cpu().tolist(),
+                                     det.labels.cpu().tolist()):
+            results.append(coco_result(image_id, label_to_cat_id[label], box, score))
     return results
 
 

@@ -1,0 +1,69 @@
+"""``anchorfree eval``: COCO evaluation of a checkpoint or export, with its report page."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from .common import add_threads, add_inference_options, inference_options
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    ev = sub.add_parser("eval", help="COCO-evaluate a checkpoint",
+                        description="Evaluate a run folder (its best.pt) or a checkpoint on DATA's validation "
+                                    "split (COCO, YOLO or Pascal VOC): the 12 COCO metrics and per-class AP; writes "
+                                    "metrics.json next to the checkpoint.")
+    ev.add_argument("checkpoint", help="run folder or .pt file")
+    ev.add_argument("--data", required=True, help="dataset folder or dataset YAML")
+    ev.add_argument("--save-results", action="store_true",
+                    help="also write the detections as results.json (COCO results format, with each image's "
+                         "file_name) next to metrics.json; for YOLO and VOC data also ground_truth.json, the COCO "
+                         "view whose image ids results.json uses")
+    ev.add_argument("--batch-size", type=int, default=8, help="images per batch (default 8)")
+    ev.add_argument("--workers", type=int, default=2, help="data loading processes (default 2)")
+    ev.add_argument("--fast", action="store_true", help="bf16 autocast on CPUs with bf16 / AMP on CUDA")
+    ev.add_argument("--backend", choices=["faster", "pycocotools"], default="faster",
+                    help="COCO metrics implementation (identical numbers; faster-coco-eval is quicker)")
+    ev.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    add_inference_options(ev, None)
+    add_threads(ev)
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    import torch
+
+    from ..data import load_data_spec
+    from ..inference.checkpoint import load_detector
+    from ..inference.evaluate import add_file_names, make_eval_dataset, predict_dataset, score_results
+    from ..errors import DatasetError
+    from ..evaluation import format_metrics_table, save_metrics
+    from ..models.fuse import inference_detector
+    from ..runtime import select_device
+
+    model, cfg, ckpt = load_detector(args.checkpoint)
+    spec = load_data_spec(args.data)
+    dataset = make_eval_dataset(model, spec.val_ann, spec.val_images)
+    if dataset.num_classes != cfg.model.num_classes:
+        raise DatasetError(f"{dataset.source} has {dataset.num_classes} categories but the checkpoint "
+                           f"{ckpt['path']} was trained for {cfg.model.num_classes}; evaluate on the dataset it "
+                           "was trained for")
+    model = inference_detector(model.to(select_device(args.device)), args.fast)
+    with torch.inference_mode():
+        results = predict_dataset(model, dataset, args.batch_size, args.workers, fast=args.fast,
+                                  **inference_options(args))
+    result = score_results(dataset, results, backend=args.backend)
+    print(format_metrics_table(result))
+    folder = Path(ckpt["path"]).parent
+    save_metrics(result, folder / "metrics.json")
+    written = [folder / "metrics.json"]
+    if args.save_results:
+        (folder / "results.json").write_text(json.dumps(add_file_names(dataset, results)))
+        written.append(folder / "results.json")
+        if isinstance(dataset.coco_gt, dict):  # YOLO / VOC: the COCO view that the image ids refer to
+            (folder / "ground_truth.json").write_text(json.dumps(dataset.coco_gt))
+            written.append(folder / "ground_truth.json")
+    from ..report import write_run_report
+
+    written.append(write_run_report(folder, dataset=dataset, results=results, metrics=result, data=args.data,
+                                    backend=args.backend))
+    print(f"wrote {', '.join(map(str, written))}")

@@ -1,0 +1,47 @@
+"""``anchorfree predict``: detect objects in images, drawn images and ``results.json`` in a folder."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .common import add_threads, add_inference_options, inference_options
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    pr = sub.add_parser("predict", help="detect objects in images and draw them",
+                        description="Run a checkpoint on images or folders of images; writes results.json (COCO "
+                                    "results format, original image pixels) and one drawn image per input to --out.")
+    pr.add_argument("checkpoint", help="run folder, .pt file or an export (.onnx: run with onnxruntime; .pt2, "
+                                        ".torchscript) from `anchorfree export`")
+    pr.add_argument("images", nargs="+", help="image files or folders")
+    pr.add_argument("--out", required=True, help="output folder")
+    pr.add_argument("--limit", type=int, default=0, help="process at most this many images (default: all)")
+    pr.add_argument("--annotations", metavar="ANN.json",
+                    help="a COCO annotation file listing the images: results.json then uses its image ids (matched "
+                         "by file name) and category ids, so it can be scored against that file")
+    pr.add_argument("--fast", choices=["auto", "on", "off"], default="auto",
+                    help="bf16/AMP inference (default: on where the hardware supports it)")
+    pr.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    add_inference_options(pr, 0.3)
+    add_threads(pr)
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from ..api import load_model
+    from ..predict import annotation_ids, collect_images, predict_to_folder
+
+    fast = {"auto": None, "on": True, "off": False}[args.fast]
+    model = load_model(args.checkpoint, device=args.device, fast=None if Path(args.checkpoint).suffix in
+                       (".onnx", ".pt2", ".torchscript") else fast)
+    paths = collect_images(args.images)
+    if args.limit:
+        paths = paths[: args.limit]
+    image_ids, category_ids = None, None
+    if args.annotations:
+        image_ids, category_ids, paths = annotation_ids(args.annotations, paths, model.class_names)
+    done = predict_to_folder(model, paths, args.out, inference_options(args), image_ids, category_ids,
+                             orient=not args.annotations)  # scored against annotations: their stored pixel grid
+    print(f"{done.detections} detections on {done.images} images; drawn images and results.json in {done.out}")
+    if done.unreadable:
+        print(done.skipped_message(), file=sys.stderr)
