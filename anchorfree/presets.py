@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Callable
 
-from .config import Config, ConfigError, HeadConfig, apply_overrides, convert_head, load_config
+from .config import Config, ConfigError, DenseHeadConfig, HeadConfig, apply_overrides, convert_head, load_config
 
 INF = 1e8
 
@@ -477,7 +477,7 @@ def _mmdet(cfg: Config, name: str) -> Config:
     and boxes without width or height dropped before NMS (``min_bbox_size=0``)."""
     cfg.model.name = name
     cfg.model.input.normalize_on = "byte"
-    if cfg.model.head.type in ("fcos", "retinanet", "atss", "gfl", "gflv2"):
+    if isinstance(cfg.model.head, DenseHeadConfig):  # the FPN heads
         cfg.model.input.size_divisor = 32
         cfg.model.input.resize = "mmdet"  # its test pipeline's keep-ratio Resize: sizes rounded, OpenCV's bilinear
         cfg.model.head.min_box_size = 0.0

@@ -10,7 +10,8 @@ from typing import Any
 from .config import Config
 from .data import DataSpec
 from .engine import distributed
-from .engine.trainer import Trainer, resume_config
+from .engine.resume import resume_config
+from .engine.trainer import Trainer
 from .errors import ConfigError
 from .presets import model_config
 from .report.hooks import standard_hooks

@@ -11,7 +11,8 @@ from anchorfree.engine import budget as budget_module
 from anchorfree.engine.budget import REPORT_SECONDS, RESERVE_MARGIN, TimeBudget
 from anchorfree.inference.checkpoint import read_checkpoint
 from anchorfree.engine.optim import lr_factor
-from anchorfree.engine.trainer import Trainer, resume_config
+from anchorfree.engine.resume import resume_config
+from anchorfree.engine.trainer import Trainer
 
 from conftest import micro_config
 

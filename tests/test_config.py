@@ -271,3 +271,23 @@ def test_a_user_yaml_with_a_field_of_another_head_is_refused(tmp_path):
     path.write_text("model:\n  head:\n    type: centernet\n    nms: hard\n")
     with pytest.raises(ConfigError, match="head.nms must be one of classwise"):
         load_config(path)
+
+
+def test_every_head_type_has_its_config_its_head_and_a_preset():
+    """The head types' tables agree: a config section, a head class built from it, and at least one preset."""
+    from anchorfree.config import HEAD_CONFIGS
+    from anchorfree.models.detector import build_detector
+    from anchorfree.models.heads import HEADS
+    from anchorfree.presets import PRESETS
+
+    assert set(HEADS) == set(HEAD_CONFIGS)
+    preset_types = {}
+    for name in PRESETS:
+        preset_types.setdefault(get_preset(name).model.head.type, name)
+    assert set(preset_types) == set(HEADS)
+    for head_type, cls in HEAD_CONFIGS.items():
+        assert cls().type == head_type
+        cfg = get_preset(preset_types[head_type])
+        assert isinstance(cfg.model.head, cls)
+    small = get_preset("gfl_shufflenetv2_pan_nano").model
+    assert type(build_detector(small).head) is HEADS["gfl"]

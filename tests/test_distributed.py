@@ -27,7 +27,8 @@ from anchorfree.data import CocoDetection, generate_synthetic_dataset, load_data
 from anchorfree.inference.checkpoint import read_checkpoint
 from anchorfree.engine.optim import lr_factor
 from anchorfree.engine.sampler import ResumableDistributedSampler
-from anchorfree.engine.trainer import Trainer, resume_config
+from anchorfree.engine.resume import resume_config
+from anchorfree.engine.trainer import Trainer
 from anchorfree.errors import ConfigError, TrainingError
 from anchorfree.presets import get_preset
 from anchorfree.runtime import BF16_ENV, autocast_dtype

@@ -14,7 +14,8 @@ from anchorfree.cli import main
 from anchorfree.data import generate_synthetic_dataset, load_data_spec
 from anchorfree.inference.checkpoint import read_checkpoint
 from anchorfree.engine.divergence import finite_weights
-from anchorfree.engine.trainer import Trainer, resume_config
+from anchorfree.engine.resume import resume_config
+from anchorfree.engine.trainer import Trainer
 from anchorfree.errors import TrainingError
 
 from conftest import micro_config

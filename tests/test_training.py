@@ -12,7 +12,8 @@ from anchorfree.config import AugmentConfig
 from anchorfree.data import load_data_spec
 from anchorfree.report.hooks import standard_hooks
 from anchorfree.inference.checkpoint import atomic_save, load_detector, read_checkpoint
-from anchorfree.engine.trainer import Trainer, resume_config
+from anchorfree.engine.resume import resume_config
+from anchorfree.engine.trainer import Trainer
 from anchorfree.errors import CheckpointError, TrainingError
 
 from conftest import micro_config

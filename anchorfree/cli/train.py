@@ -104,7 +104,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         return
 
     from ..config import apply_overrides
-    from ..engine.trainer import resume_config
+    from ..engine.resume import resume_config
     from ..evaluation import format_metrics_table
     from ..presets import model_config
     from ..training import run_training

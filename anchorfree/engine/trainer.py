@@ -37,7 +37,6 @@ import dataclasses
 import json
 import logging
 import math
-import random
 import sys
 import time
 import warnings
@@ -45,15 +44,14 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from .. import runlog
-from ..config import RESUME_APPLIED, AugmentConfig, Config, save_config, to_dict
+from ..config import Config, save_config
 from ..config_checks import validate_config
 from ..data import (CocoDetection, DatasetWarning, DataSpec, MosaicDetection, build_transforms, collate,
                     load_data_spec, make_collate, mosaic_enabled, preflight)
@@ -62,112 +60,20 @@ from ..evaluation import format_metrics_table, save_metrics
 from ..models.detector import Detector
 from ..runtime import autocast, needs_grad_scaler
 from ..structures import Batch
+from ..inference.checkpoint import atomic_save, checkpoint_config, load_model_state, make_checkpoint, read_checkpoint
+from ..inference.evaluate import predict_dataset, score_results
 from . import distributed
 from .budget import MIN_WINDOW, TimeBudget
-from ..inference.checkpoint import atomic_save, checkpoint_config, load_model_state, make_checkpoint, read_checkpoint
 from .divergence import PREVIOUS, finite_weights, next_step, rewind, write_last
-from ..inference.evaluate import predict_dataset, score_results
-from .recipe import resolve_recipe
-from .hooks import TrainerHook
 from .finetune import freeze, freeze_prefixes, keep_frozen_norms, load_pretrained
+from .hooks import TrainerHook
+from .loading import build_train_data, setup_logging
 from .optim import ModelEMA, build_optimizer, build_scheduler, effective_lr, lr_factor
+from .recipe import resolve_recipe
+from .resume import planned_epochs_on_resume, resume_changes, rng_state, seed_everything, set_rng_state
 from .sampler import ResumableDistributedSampler, SeededSamples
 
 log = logging.getLogger("anchorfree")
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def build_train_data(dataset: CocoDetection, augment: AugmentConfig, size: int) -> Dataset:
-    """``dataset`` wrapped in :class:`~anchorfree.data.MosaicDetection` when mosaic or affine is on."""
-    a = augment
-    if a.mosaic_prob == 0 and not a.affine:
-        return dataset
-    if not 0 <= a.mosaic_prob <= 1:
-        raise ConfigError(f"train.augment.mosaic_prob must be in [0, 1], got {a.mosaic_prob}")
-    if len(a.affine_scale) != 2 or not 0 < a.affine_scale[0] <= a.affine_scale[1]:
-        raise ConfigError(f"train.augment.affine_scale must be [low, high] with 0 < low <= high, got {a.affine_scale}")
-    return MosaicDetection(dataset, size, a.mosaic_prob, a.affine, a.affine_scale, a.affine_translate,
-                           a.affine_degrees, a.affine_shear, a.min_area_ratio, a.hflip_prob, a.color_jitter,
-                           (a.hsv_h, a.hsv_s, a.hsv_v))
-
-
-def setup_logging(run: Path) -> None:
-    log.setLevel(logging.INFO)
-    for handler in list(log.handlers):
-        if isinstance(handler, logging.FileHandler):
-            log.removeHandler(handler)
-    handler = logging.FileHandler(run / "train.log")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-    log.addHandler(handler)
-
-
-def resume_config(run: str | Path) -> Config:
-    """The config saved in ``run/last.pt`` (the starting point for ``--resume``)."""
-    return checkpoint_config(read_checkpoint(Path(run) / "last.pt"))
-
-
-def planned_epochs_on_resume(cfg: Config, ckpt: dict[str, Any]) -> int:
-    """The epochs a resumed run plans: those its checkpoint recorded (a time budget's plan), unless the resume
-    asks for another ``train.epochs`` without a budget."""
-    before = checkpoint_config(ckpt).train.epochs
-    recorded = ckpt.get("planned_epochs", before)
-    if cfg.train.minutes > 0 or cfg.train.epochs == before:
-        return recorded
-    return cfg.train.epochs
-
-
-def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[prefix + key] = value
-    return out
-
-
-def resume_changes(old: Config, new: Config) -> list[tuple[str, Any, Any]]:
-    """``(key, old, new)`` for every field ``new`` changes relative to the run's config ``old``.
-
-    Fields that can change on resume (:data:`RESUME_APPLIED` and the head's inference options) are
-    returned; any other change raises a :class:`ConfigError` naming the key and both values.
-    """
-    before, after = _flatten(to_dict(old)), _flatten(to_dict(new))
-    inference = {f"model.head.{name}" for name in getattr(type(new.model.head), "INFERENCE_FIELDS", ())}
-    changes = []
-    for key in sorted(set(before) | set(after)):
-        a, b = before.get(key), after.get(key)
-        if a == b:
-            continue
-        section, _, leaf = key.partition(".")
-        if (section == "train" and leaf in RESUME_APPLIED) or key in inference:
-            changes.append((key, a, b))
-            continue
-        raise ConfigError(
-            f"'{key}' cannot change when resuming: the run was trained with {a!r} and the resumed config asks "
-            f"for {b!r}. On --resume these can change: train.{', train.'.join(sorted(RESUME_APPLIED))} and the "
-            "head's inference options; to train with another value start a new run (another --out folder)")
-    return changes
-
 
 def check_train_settings(cfg: Config) -> None:
     """Refuse out-of-range values (:func:`anchorfree.config_checks.validate_config`: every problem at once) and
@@ -303,7 +209,7 @@ class Trainer:
                 nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
             find_unused = t.find_unused_parameters
             if find_unused is None:
-                find_unused = m.head.type == "cornernet"
+                find_unused = type(self.model.head).HAS_UNUSED_PARAMETERS
             self.train_module = DistributedDataParallel(
                 self.train_module, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=find_unused)

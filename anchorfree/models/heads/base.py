@@ -32,6 +32,8 @@ class Head(nn.Module):
     cfg: HeadConfig
     # the modules (names under the head) whose outputs are per class: what differs when the class count does
     CLASS_LAYERS: tuple[str, ...] = ("cls_logits",)
+    # parameters that some losses leave without gradient (DDP then needs find_unused_parameters)
+    HAS_UNUSED_PARAMETERS: bool = False
 
     def forward(self, feats: list[Tensor]) -> dict[str, list[Tensor]]:
         raise NotImplementedError

@@ -138,6 +138,7 @@ class CornerNetHead(Head):
     """Per stack: TL/BR corner pooling modules and heatmap, embedding and offset branches."""
 
     CLASS_LAYERS = ("tl_heat", "br_heat")
+    HAS_UNUSED_PARAMETERS = True  # the intermediate stack's branches (as mmdetection's DDP setting)
 
     def __init__(self, cfg: CornerNetHeadConfig, in_channels: int, num_classes: int, num_stacks: int = 2) -> None:
         super().__init__()
