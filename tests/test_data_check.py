@@ -348,8 +348,8 @@ def test_clean_annotations_skip_the_entry_by_entry_checks(monkeypatch: pytest.Mo
     from anchorfree.data import coco
 
     calls = []
-    checked_images, checked_annotations = coco._checked_image_columns, CocoDetection._checked_annotation_columns
-    monkeypatch.setattr(coco, "_checked_image_columns", lambda *a: calls.append("images") or checked_images(*a))
+    checked_images, checked_annotations = coco.checked_image_columns, CocoDetection._checked_annotation_columns
+    monkeypatch.setattr(coco, "checked_image_columns", lambda *a: calls.append("images") or checked_images(*a))
     monkeypatch.setattr(CocoDetection, "_checked_annotation_columns",
                         lambda *a: calls.append("annotations") or checked_annotations(*a))
     data = {"images": [{"id": i, "file_name": f"{i}.jpg", "width": 100, "height": 100.0} for i in range(500)],

@@ -11,8 +11,6 @@ collected).
 from __future__ import annotations
 
 import itertools
-import json
-import math
 from collections.abc import Callable, Sequence
 from operator import itemgetter, methodcaller
 from pathlib import Path
@@ -26,7 +24,10 @@ from torch.utils.data import Dataset
 from anchorfree.data.report import ProblemLog
 from anchorfree.data.transforms import MIN_BOX_SIZE
 from anchorfree.errors import DatasetError
-from anchorfree.images import ImageReadError, read_image
+from anchorfree.data.coco_json import (ANNOTATION_FIELDS, NAME_ERRORS, check_coco_dict, checked_image_columns, coco_source,
+                                      contains, has_fields, image_columns, is_finite, is_number, lookup, pack_names,
+                                      read_categories, read_coco_json, types_within)
+from anchorfree.data.decode import load_image, size_mismatch_message
 
 __all__ = ["CocoDetection", "check_coco_dict", "coco_source", "load_image", "read_categories", "read_coco_json",
            "size_mismatch_message"]
@@ -35,120 +36,6 @@ CLIP_TOLERANCE = 0.01
 """Pixels a box may reach outside its image without being counted (or warned about) as clipped."""
 
 Transform = Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor, Tensor, Tensor]]
-
-_MINIMAL_EXAMPLE = (
-    '{"images": [{"id": 1, "file_name": "a.jpg", "width": 640, "height": 480}],\n'
-    ' "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 20, 30, 40], "iscrowd": 0}],\n'
-    ' "categories": [{"id": 1, "name": "cat"}]}'
-)
-_INT64_MIN, _INT64_MAX = -(2 ** 63), 2 ** 63 - 1
-_MAX_SIDE = 2 ** 31 - 1  # pixels; a larger width or height is not an image size
-_NAME_ERRORS = "surrogatepass"  # JSON strings may hold lone surrogates: keep them through the byte array
-_IMAGE_FIELDS = ("id", "file_name", "width", "height")
-_ANNOTATION_FIELDS = ("image_id", "bbox", "category_id")
-
-
-def read_coco_json(path: str | Path, problems: ProblemLog | None = None) -> dict[str, Any]:
-    """Parse a COCO annotation file and check its three top-level lists exist.
-
-    ``problems`` receives what is wrong (default: raise on the first problem); a file that cannot
-    be read at all raises in any case.
-    """
-    log = problems if problems is not None else ProblemLog()
-    path = Path(path)
-    if not path.is_file():
-        log.stop(f"Annotation file {path} does not exist. Check the path in your dataset spec.", path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        log.stop(f"{path} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}. "
-                 "Fix the file (for example with a JSON linter).", path, f"line {e.lineno}")
-    except (OSError, UnicodeDecodeError) as e:
-        log.stop(f"Cannot read annotation file {path}: {e}.", path)
-    return check_coco_dict(data, path, log)
-
-
-def check_coco_dict(data: Any, source: str | Path, problems: ProblemLog | None = None) -> dict[str, Any]:
-    """Check that ``data`` is a mapping with the three COCO lists; return it unchanged."""
-    log = problems if problems is not None else ProblemLog()
-    if not isinstance(data, dict):
-        log.stop(f"{source} must contain a JSON object with 'images', 'annotations' and "
-                 f"'categories' lists, for example:\n{_MINIMAL_EXAMPLE}", source)
-    bad = [key for key in ("images", "annotations", "categories") if not isinstance(data.get(key), list)]
-    for key in bad:
-        problem = "is missing" if key not in data else "is not a list"
-        log.error(f"{source}: top-level key '{key}' {problem}. A COCO file needs 'images', "
-                  f"'annotations' and 'categories' lists, for example:\n{_MINIMAL_EXAMPLE}", source, key)
-    if bad:
-        log.stop(file=source)  # the errors are recorded: the entries cannot be read without the lists
-    return data
-
-
-def coco_source(ann: str | Path | dict[str, Any]) -> str:
-    """How messages name a COCO ground truth: the JSON path, or a dict's ``info["source"]``."""
-    if not isinstance(ann, dict):
-        return str(ann)
-    info = ann.get("info")
-    source = info.get("source") if isinstance(info, dict) else None
-    return str(source) if source else "the in-memory COCO annotations"
-
-
-def read_categories(data: dict[str, Any], path: str | Path,
-                    problems: ProblemLog | None = None) -> tuple[list[int], list[str]]:
-    """Category ids sorted ascending and their names (label ``i`` is ``cat_ids[i]``).
-
-    With a collecting ``problems`` log, bad entries are recorded and left out.
-    """
-    log = problems if problems is not None else ProblemLog()
-    names: dict[int, str] = {}
-    categories = data["categories"]
-    for index, cat in enumerate(categories):
-        where = f"categories[{index}]"
-        if not _has_fields(cat, ("id", "name"), where, path, log):
-            continue
-        if not _is_int(cat["id"]):
-            log.error(f"{path}: {where} has id {cat['id']!r}; category ids must be integers.", path, where,
-                      "category id")
-        elif cat["id"] in names:
-            log.error(f"{path}: category id {cat['id']} is declared twice in 'categories'; remove the duplicate.",
-                      path, where, "duplicate category id")
-        else:
-            names[cat["id"]] = str(cat["name"])
-    if not categories:
-        log.error(f"{path}: 'categories' is empty; declare at least one category, "
-                  'e.g. {"id": 1, "name": "cat"}.', path, "categories")
-    cat_ids = sorted(names)
-    return cat_ids, [names[c] for c in cat_ids]
-
-
-def load_image(path: str | Path, image_id: int | str = "?") -> Tensor:
-    """A dataset image as ``uint8 [3, H, W]`` RGB, its pixels as stored (the EXIF orientation tag is not applied:
-    annotations refer to the stored grid), decoded by :func:`anchorfree.images.read_image`."""
-    try:
-        array = read_image(path, orient=False)
-    except ImageReadError as e:
-        hint = f"(image id {image_id}). Fix the file or remove the image entry from the annotation file."
-        what = f"{e.problem} {hint}" + (f" ({e.reason})" if e.reason else "")
-        raise DatasetError(f"Image file {Path(path)} {what}") from None
-    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
-
-
-def size_mismatch_message(path: str | Path, image_id: Any, real_hw: tuple[int, int], declared_hw: tuple[int, int],
-                          source: str) -> str:
-    """The error for an image file whose size differs from the width/height its annotations declare.
-
-    Training stops on it (:meth:`CocoDetection.load_sample`) and the image pass of
-    :func:`~anchorfree.data.check_images` reports it with this same message: the boxes are in the
-    declared pixels, so neither the file's size nor the declared one can be trusted silently.
-    """
-    (h, w), (dh, dw) = real_hw, declared_hw
-    hint = "Fix the entry's width/height (the boxes must refer to the stored image)."
-    if (h, w) == (dw, dh):
-        hint = ("The sides are swapped (an image saved rotated, e.g. with its EXIF orientation applied?): fix the "
-                "entry's width/height and its boxes, or store the image unrotated.")
-    return (f"Image file {path} (image id {image_id}) is {h}x{w} (h x w) but {source} declares height={dh}, "
-            f"width={dw}. {hint}")
-
 
 class CocoDetection(Dataset):
     """A COCO-format detection dataset.
@@ -241,7 +128,7 @@ class CocoDetection(Dataset):
     def file_name(self, index: int) -> str:
         """``file_name`` of image ``index`` (relative to :attr:`image_dir`), as declared."""
         start, end = self._name_offsets[index], self._name_offsets[index + 1]
-        return self._name_bytes[start:end].tobytes().decode("utf-8", _NAME_ERRORS)
+        return self._name_bytes[start:end].tobytes().decode("utf-8", NAME_ERRORS)
 
     def get_image_info(self, index: int) -> dict[str, Any]:
         """``{"id", "file_name", "width", "height"}`` of image ``index`` as declared in the JSON."""
@@ -324,13 +211,13 @@ class CocoDetection(Dataset):
         path = self.source
         if not images:
             log.error(f"{path} has an empty 'images' list; add the images of this split.", path, "images")
-        columns = _image_columns(images)
+        columns = image_columns(images)
         skipped: set[Any] = set()
         if columns is None:
-            columns, skipped = _checked_image_columns(images, path, log)
+            columns, skipped = checked_image_columns(images, path, log)
         ids, names, sizes = columns
         self._image_ids, self._sizes = ids, sizes
-        self._name_bytes, self._name_offsets = _pack_names(names)
+        self._name_bytes, self._name_offsets = pack_names(names)
         unique, first, counts = np.unique(ids, return_index=True, return_counts=True)
         if (counts > 1).any():
             for at in np.sort(first[counts > 1]):
@@ -380,7 +267,7 @@ class CocoDetection(Dataset):
         if count == 0:
             return (np.zeros(0, dtype=np.int64), np.zeros((0, 4)), np.zeros(0, dtype=np.int64),
                     np.zeros(0, dtype=bool))
-        if not _types_within(annotations, (dict,)):
+        if not types_within(annotations, (dict,)):
             return None
         try:
             image_ids = list(map(itemgetter("image_id"), annotations))
@@ -388,9 +275,9 @@ class CocoDetection(Dataset):
             bboxes = list(map(itemgetter("bbox"), annotations))
         except KeyError:
             return None
-        if not (_types_within(image_ids, (int,)) and _types_within(category_ids, (int,))
-                and _types_within(bboxes, (list,)) and set(map(len, bboxes)) == {4}
-                and _types_within(itertools.chain.from_iterable(bboxes), (int, float))):
+        if not (types_within(image_ids, (int,)) and types_within(category_ids, (int,))
+                and types_within(bboxes, (list,)) and set(map(len, bboxes)) == {4}
+                and types_within(itertools.chain.from_iterable(bboxes), (int, float))):
             return None
         try:
             image_ids = np.asarray(image_ids, dtype=np.int64)
@@ -408,7 +295,7 @@ class CocoDetection(Dataset):
         if not (cats[labels] == category_ids).all():
             return None
         flags = list(map(methodcaller("get", "iscrowd", 0), annotations))
-        if _types_within(flags, (int, bool, float)):  # numpy's bool of a number is Python's
+        if types_within(flags, (int, bool, float)):  # numpy's bool of a number is Python's
             crowd = np.asarray(flags, dtype=bool)
         else:
             crowd = np.fromiter(map(bool, flags), dtype=bool, count=count)
@@ -424,25 +311,25 @@ class CocoDetection(Dataset):
         image_index, bboxes, labels, crowd = [], [], [], []
         for index, ann in enumerate(annotations):
             where = f"annotations[{index}]"
-            if not _has_fields(ann, _ANNOTATION_FIELDS, where, path, log):
+            if not has_fields(ann, ANNOTATION_FIELDS, where, path, log):
                 continue
             ann_id = ann.get("id", f"at index {index}")
             bbox, ok = ann["bbox"], True
-            if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
+            if not (isinstance(bbox, list) and len(bbox) == 4 and all(is_number(v) for v in bbox)):
                 log.error(f"{path}: annotation {ann_id} has bbox {bbox!r}; it must be 4 numbers "
                           "[x, y, width, height] in pixels.", path, where, "bbox")
                 ok = False
-            elif not all(_is_finite(v) for v in bbox):
+            elif not all(is_finite(v) for v in bbox):
                 log.error(f"{path}: {where} has bbox {bbox!r}; all 4 values must be finite numbers.", path, where,
                           "bbox")
                 ok = False
-            label = _lookup(self.cat_id_to_label, ann["category_id"])
+            label = lookup(self.cat_id_to_label, ann["category_id"])
             if label is None and self.cat_ids:
                 log.error(f"{path}: annotation {ann_id} uses category_id {ann['category_id']!r}, which is not "
                           f"declared in 'categories' (declared: {self.cat_ids}). Add the category to 'categories' "
                           "or remove the annotation.", path, where, "category_id")
-            img = _lookup(index_of_image, ann["image_id"])
-            if img is None and not _contains(skipped_ids, ann["image_id"]):
+            img = lookup(index_of_image, ann["image_id"])
+            if img is None and not contains(skipped_ids, ann["image_id"]):
                 log.error(f"{path}: annotation {ann_id} refers to image_id {ann['image_id']!r}, which is not in "
                           "'images'. Add the image entry or remove the annotation.", path, where, "image_id")
             if not ok or label is None or img is None:
@@ -477,128 +364,3 @@ def _by_image(xyxy: np.ndarray, labels: np.ndarray, image_index: np.ndarray, kee
     counts = np.bincount(image_index[keep], minlength=num_images)
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     return np.ascontiguousarray(xyxy[keep][order], dtype=np.float32), labels[keep][order], offsets, counts
-
-
-# ---------------------------------------------------------------------------------------- images
-
-
-def _image_columns(images: list[Any]) -> tuple[np.ndarray, list[str], np.ndarray] | None:
-    """``(ids int64 [N], file names, sizes int64 [N, 2] (h, w))`` of well-formed image entries, or
-    ``None`` when any entry needs the entry-by-entry checks."""
-    if not _types_within(images, (dict,)):
-        return None
-    try:
-        ids, names, widths, heights = (list(map(itemgetter(key), images)) for key in _IMAGE_FIELDS)
-    except KeyError:
-        return None
-    if not (_types_within(ids, (int,)) and _types_within(widths, (int, float))
-            and _types_within(heights, (int, float))):
-        return None
-    try:
-        ids = np.asarray(ids, dtype=np.int64)
-    except OverflowError:
-        return None
-    sides = np.asarray([heights, widths], dtype=np.float64).T.reshape(-1, 2)
-    if not ((sides >= 1) & (sides <= _MAX_SIDE) & (sides == np.floor(sides))).all():  # NaN fails every test
-        return None
-    if not _types_within(names, (str,)):
-        names = list(map(str, names))
-    return ids, names, sides.astype(np.int64)
-
-
-def _checked_image_columns(images: list[Any], path: str,
-                           log: ProblemLog) -> tuple[tuple[np.ndarray, list[str], np.ndarray], set[Any]]:
-    """The entry-by-entry checks of every image entry; bad entries are reported and left out (their ids,
-    where usable, are returned so that their annotations are not reported again)."""
-    ids, names, sizes, skipped = [], [], [], set()
-    for index, img in enumerate(images):
-        where = f"images[{index}]"
-        if not _has_fields(img, _IMAGE_FIELDS, where, path, log):
-            if isinstance(img, dict) and _hashable(img.get("id")):
-                skipped.add(img.get("id"))
-            continue
-        ok = True
-        if not (_is_int(img["id"]) and _INT64_MIN <= img["id"] <= _INT64_MAX):
-            log.error(f"{path}: {where} has id {img['id']!r}; image ids must be integers.", path, where, "image id")
-            ok = False
-        if not all(_is_number(img[k]) and 1 <= img[k] <= _MAX_SIDE and float(img[k]).is_integer()
-                   for k in ("width", "height")):
-            log.error(f"{path}: {where} (id {img['id']}) has width={img['width']!r}, "
-                      f"height={img['height']!r}; both must be positive integers (pixels).", path, where, "image size")
-            ok = False
-        if not ok:
-            if _hashable(img["id"]):
-                skipped.add(img["id"])
-            continue
-        ids.append(img["id"])
-        names.append(str(img["file_name"]))
-        sizes.append((int(img["height"]), int(img["width"])))
-    return (np.asarray(ids, dtype=np.int64), names, np.asarray(sizes, dtype=np.int64).reshape(-1, 2)), skipped
-
-
-def _pack_names(names: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """File names as one ``uint8`` array of UTF-8 bytes and ``int64 [N + 1]`` offsets into it."""
-    encoded = [name.encode("utf-8", _NAME_ERRORS) for name in names]
-    lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
-    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    return np.frombuffer(b"".join(encoded), dtype=np.uint8).copy(), offsets
-
-
-# ---------------------------------------------------------------------------------------- checks
-
-
-def _types_within(values: Any, types: tuple[type, ...]) -> bool:
-    """Whether every value's exact type is one of ``types`` (``bool`` is not ``int`` here)."""
-    return set(map(type, values)) <= set(types)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_finite(value: float) -> bool:
-    try:
-        return math.isfinite(value)
-    except OverflowError:  # an integer too large for a float
-        return False
-
-
-def _hashable(value: Any) -> bool:
-    try:
-        hash(value)
-    except TypeError:
-        return False
-    return True
-
-
-def _contains(values: set[Any], key: Any) -> bool:
-    return _hashable(key) and key in values
-
-
-def _lookup(mapping: dict[int, int], key: Any) -> int | None:
-    """``mapping.get(key)`` that treats unhashable JSON values (lists, objects) as unknown keys."""
-    try:
-        return mapping.get(key)
-    except TypeError:
-        return None
-
-
-def _has_fields(entry: Any, fields: Sequence[str], where: str, path: str | Path, log: ProblemLog) -> bool:
-    """Whether ``entry`` is a dict with ``fields``; reports it otherwise."""
-    if not isinstance(entry, dict):
-        log.error(f"{path}: {where} must be a JSON object, got {entry!r:.80}.", path, where, "not an object")
-        return False
-    missing = [f for f in fields if f not in entry]
-    if missing:
-        try:
-            shown = json.dumps(entry)[:120]
-        except (TypeError, ValueError):
-            shown = repr(entry)[:120]
-        log.error(f"{path}: {where} is missing field(s) {', '.join(map(repr, missing))} "
-                  f"(entry: {shown}). Every entry needs {', '.join(fields)}.", path, where, "missing fields")
-        return False
-    return True
