@@ -16,7 +16,7 @@ from anchorfree.config import HeadConfig
 from anchorfree.models.heads.atss import atss_assign
 from anchorfree.models.heads.fcos import fcos_assign
 from anchorfree.models.priors import anchor_priors, grid_priors, level_anchor_shapes
-from common import median_time  # one warm-up call, then the median of the repeats
+from timing import median_time  # one warm-up call, then the median of the repeats
 
 
 def random_boxes(n: int, width: int, height: int, generator: torch.Generator) -> torch.Tensor:

@@ -8,8 +8,7 @@ and calls :func:`run`; everything else lives here:
 * models: :func:`build_models` (torchvision model with spread output convs → calibrated class
   bias → anchorfree model from its state dict);
 * data: :func:`random_images`, :func:`random_targets`, :func:`make_batch`;
-* timing: :func:`run_interleaved` (warm-up, then the variants of a case round-robin),
-  :class:`CpuMonitor` (cores used by other processes), :func:`wait_for_idle`, :func:`summarize`;
+* timing: :mod:`timing` (:func:`run_interleaved`, :class:`CpuMonitor`, :func:`wait_for_idle`, :func:`summarize`);
 * cases: :func:`bench_inference`, :func:`bench_training` and the breakdowns :func:`run_profile`,
   :func:`run_train_profile`;
 * report: :func:`environment`, :func:`print_table`, :func:`detection_agreement`;
@@ -40,16 +39,12 @@ from anchorfree.models.fuse import inference_detector  # noqa: E402
 from anchorfree.models.postprocess import batched_nms_all, suppress_candidates  # noqa: E402
 from anchorfree.runtime import autocast, autocast_dtype, cpu_supports_bf16, mixed_precision_available  # noqa: E402
 from anchorfree.structures import Batch, Detections  # noqa: E402
+import timing  # noqa: E402
+from timing import CpuMonitor, clock, median_time, run_interleaved, summarize, wait_for_idle  # noqa: E402,F401
 
 NUM_CLASSES = 91  # torchvision's COCO heads
 DEVICE = torch.device("cpu")  # set by --device
 
-
-def clock() -> float:
-    """``time.perf_counter()`` after the GPU has finished its queued work (CUDA runs asynchronously)."""
-    if DEVICE.type == "cuda":
-        torch.cuda.synchronize(DEVICE)
-    return time.perf_counter()
 
 # (box coordinates in px, score): an anchorfree detection matches a torchvision one with the same
 # label within these tolerances; "exact" (fp32) must match to rounding, "fast" (bf16) to a few px
@@ -176,98 +171,6 @@ def detection_agreement(expected: dict[str, torch.Tensor], got: Detections, px: 
             & (expected["labels"][:, None] == got.labels[None])
             & ((expected["scores"][:, None] - got.scores[None]).abs() <= score))
     return float(twin.any(dim=1).sum()) / n
-
-
-# ---------------------------------------------------------------------------------------------
-# timing
-# ---------------------------------------------------------------------------------------------
-class CpuMonitor:
-    """Average number of cores used by *other* processes between ``start()`` and ``stop()``.
-
-    Read from /proc/stat (all processes) minus this process's own CPU time; the machine is shared,
-    so every case reports how much background load it ran under (0 on Linux-less systems).
-    """
-
-    def __init__(self) -> None:
-        self.tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-    def _read(self):
-        try:
-            with open("/proc/stat") as f:
-                v = [int(x) for x in f.readline().split()[1:]]
-        except OSError:
-            return None
-        busy = sum(v) - v[3] - (v[4] if len(v) > 4 else 0)  # minus idle and iowait
-        own = sum(os.times()[:2])
-        return busy / self.tick, own, time.perf_counter()
-
-    def start(self) -> "CpuMonitor":
-        self.t0 = self._read()
-        return self
-
-    def stop(self) -> float | None:
-        t1 = self._read()
-        if self.t0 is None or t1 is None or t1[2] <= self.t0[2]:
-            return None
-        return max(0.0, ((t1[0] - self.t0[0]) - (t1[1] - self.t0[1])) / (t1[2] - self.t0[2]))
-
-
-def wait_for_idle(max_wait_s: float, busy_cores: float = 0.3) -> float:
-    """Sleep (up to ``max_wait_s``) until other processes use less than ``busy_cores``; returns seconds waited."""
-    waited = 0.0
-    while waited < max_wait_s:
-        mon = CpuMonitor().start()
-        time.sleep(1.0)
-        waited += 1.0
-        load = mon.stop()
-        if load is None or load < busy_cores:
-            break
-    return waited
-
-
-def run_interleaved(fns: dict[str, Callable[[], object]], warmup: int, min_repeats: int, max_repeats: int,
-                    budget_s: float, log=print) -> tuple[dict[str, list[float]], float | None]:
-    """Warm every fn up, then time them round-robin; the repeat count adapts to ``budget_s``.
-
-    Warm-up stops after the first round when that round took longer than ``budget_s / 3`` (big
-    batches: the first call already creates the oneDNN primitives). Returns the times and the
-    average number of cores other processes used during the timed rounds.
-    """
-    for w in range(max(warmup, 1)):
-        t0 = clock()
-        for fn in fns.values():
-            fn()
-        per_round = clock() - t0
-        if per_round > budget_s / 3:
-            break
-    repeats = int(max(min_repeats, min(max_repeats, budget_s // max(per_round, 1e-9))))
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    mon = CpuMonitor().start()
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            t0 = clock()
-            fn()
-            times[name].append(clock() - t0)
-    background = mon.stop()
-    bg = "?" if background is None else f"{background:.2f}"
-    log(f"    ({repeats} repeats, background load {bg} cores; "
-        + ", ".join(f"{n} {statistics.median(t):.3f}s" for n, t in times.items()) + ")", flush=True)
-    return times, background
-
-
-def median_time(fn: Callable[[], object], warmup: int = 1, repeats: int = 5) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = clock()
-        fn()
-        times.append(clock() - t0)
-    return statistics.median(times)
-
-
-def summarize(times: list[float]) -> dict:
-    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times), "times_s": times}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -675,7 +578,7 @@ def run(spec: ModelSpec, doc: str, argv: list[str] | None = None) -> int:
     args = parse_args(spec, doc, argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    DEVICE = torch.device(args.device)
+    DEVICE = timing.DEVICE = torch.device(args.device)  # the clock synchronises it
     if DEVICE.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA GPU is visible to torch")
     env = environment()
