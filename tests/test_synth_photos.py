@@ -17,6 +17,7 @@ from PIL import Image
 
 from anchorfree.data import CocoDetection, check_dataset, load_data_spec
 from anchorfree.data import synth, synth_photos as sp
+from anchorfree.data.synth_masks import shape_alpha
 from anchorfree.data.synth_photos import (
     INSTALL_HINT,
     PHOTO_CATEGORY_IDS,
@@ -159,7 +160,7 @@ def test_masks_are_cut_to_their_alpha_above_half() -> None:
                 alpha, gray = sp._face_layer(rng, library, size, nonface=kind == "nonface")
                 assert gray.shape == alpha.shape
             else:
-                alpha = sp._shape_alpha(rng, kind, size)
+                alpha = shape_alpha(rng, kind, size)
             assert alpha.dtype == np.float32 and 0 <= alpha.min() and alpha.max() <= 1
             for edge in (alpha[0], alpha[-1], alpha[:, 0], alpha[:, -1]):
                 assert edge.max() > 0.5, (kind, size)
