@@ -53,24 +53,26 @@ from tqdm import tqdm
 from .. import runlog
 from ..config import Config, save_config
 from ..config_checks import validate_config
-from ..data import (CocoDetection, DatasetWarning, DataSpec, MosaicDetection, build_transforms, collate,
+from ..data import (CocoDetection, DatasetWarning, DataSpec, MosaicDetection, build_transforms,
                     load_data_spec, make_collate, mosaic_enabled, preflight)
 from ..errors import ConfigError, DatasetError, TrainingError
 from ..evaluation import format_metrics_table, save_metrics
 from ..models.detector import Detector
 from ..runtime import autocast, needs_grad_scaler
 from ..structures import Batch
-from ..inference.checkpoint import atomic_save, checkpoint_config, load_model_state, make_checkpoint, read_checkpoint
+from ..inference.checkpoint import read_checkpoint
 from ..inference.evaluate import predict_dataset, score_results
 from . import distributed
-from .budget import MIN_WINDOW, TimeBudget
-from .divergence import PREVIOUS, finite_weights, next_step, rewind, write_last
+from .budget import TimeBudget
+from .divergence import PREVIOUS, next_step, rewind
 from .finetune import freeze, freeze_prefixes, keep_frozen_norms, load_pretrained
 from .hooks import TrainerHook
 from .loading import build_train_data, setup_logging
-from .optim import ModelEMA, build_optimizer, build_scheduler, effective_lr, lr_factor
+from .optim import ModelEMA, build_optimizer, build_scheduler, effective_lr
 from .recipe import resolve_recipe
-from .resume import planned_epochs_on_resume, resume_changes, rng_state, seed_everything, set_rng_state
+from .planning import TrainerPlanning
+from .resume import seed_everything
+from .state import TrainerState
 from .sampler import ResumableDistributedSampler, SeededSamples
 
 log = logging.getLogger("anchorfree")
@@ -108,7 +110,7 @@ class LossModule(nn.Module):
         return self.detector.loss(batch)
 
 
-class Trainer:
+class Trainer(TrainerState, TrainerPlanning):
     """Train ``cfg`` on ``data`` (a :class:`~anchorfree.data.DataSpec`, or a dataset path, read once ``train.log``
     is open so that its problems are logged) into run folder ``out``.
 
@@ -257,116 +259,6 @@ class Trainer:
             self.log(f"dataset error, training did not start: {error}", logging.ERROR)
             raise error
 
-    # ---- resume ----------------------------------------------------------------------------
-    def _check_resume(self, ckpt: dict[str, Any]) -> list[tuple[str, Any, Any]]:
-        """The changes of the config relative to the checkpoint's (refusing those that cannot apply)."""
-        old = checkpoint_config(ckpt)
-        changes = resume_changes(old, self.cfg)
-        t, o = self.cfg.train, old.train
-        world = ckpt.get("world_size", 1)
-        before = ckpt.get("effective_batch", o.batch_size * o.accumulate * world)
-        if before != self.effective_batch:
-            raise ConfigError(
-                f"the run was trained with an effective batch of {before} images per step (train.batch_size "
-                f"{o.batch_size} x {world} process(es) x train.accumulate {o.accumulate}); resuming with "
-                f"train.batch_size {t.batch_size} x {self.world} process(es) x train.accumulate {t.accumulate} = "
-                f"{self.effective_batch} would change the samples of each step and the schedule. Keep the effective "
-                f"batch (e.g. train.batch_size={max(1, before // (self.world * t.accumulate))} on {self.world} "
-                "process(es)) or start a new run in another --out folder")
-        if planned_epochs_on_resume(self.cfg, ckpt) < ckpt["epoch"]:
-            raise ConfigError(f"train.epochs={t.epochs} is below the {ckpt['epoch']} epochs the run in {self.run} has "
-                              "already trained; resume with at least that many")
-        return changes
-
-    def _apply_schedule(self) -> None:
-        """Set the optimiser's learning rates (and decay, momentum) from the config at the current
-        iteration: what an uninterrupted run has, and a changed lr / schedule for the remaining steps."""
-        t = self.cfg.train
-        factor = lr_factor(self.iteration, t, self.iters_per_epoch,
-                           self.total_steps or self.planned_epochs * self.iters_per_epoch)
-        self.scheduler.base_lrs = [self.base_lr for _ in self.optimizer.param_groups]
-        for i, group in enumerate(self.optimizer.param_groups):
-            group["initial_lr"] = self.base_lr
-            group["lr"] = self.base_lr * factor
-            if i == 0:
-                group["weight_decay"] = t.weight_decay
-            if "momentum" in group and t.optimizer == "sgd":
-                group["momentum"] = t.momentum
-        self.scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
-
-    def _load_state(self, ckpt: dict[str, Any]) -> None:
-        load_model_state(self.model, ckpt["model"], ckpt["path"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.scheduler.load_state_dict(ckpt["scheduler"])
-        self.scaler.load_state_dict(ckpt["scaler"])
-        if self.ema is not None and ckpt.get("ema") is not None:
-            self.ema.load_state_dict({"module": ckpt["ema"], "updates": ckpt["ema_updates"]})
-        self.epoch, self.iteration, self.best_ap = ckpt["epoch"], ckpt["iteration"], ckpt["best_ap"]
-        self.total_steps = ckpt.get("total_steps")
-        self.planned_epochs = planned_epochs_on_resume(self.cfg, ckpt)
-        sampler = ckpt.get("sampler") or {}
-        self.consumed = sampler.get("consumed", 0) if sampler.get("epoch", self.epoch) == self.epoch else 0
-        ranks = ckpt.get("rng_ranks") or [ckpt["rng"]]
-        if self.dist.rank < len(ranks):
-            set_rng_state(ranks[self.dist.rank])
-        self._apply_schedule()
-        self.checkpoint_at = (self.epoch, self.iteration)
-        if self.is_main:
-            self._truncate_metrics()
-        where = (f"in epoch {self.epoch + 1} after {self.consumed} of its samples" if self.consumed
-                 else f"after epoch {self.epoch}")
-        self.log(f"resumed from {ckpt['path']} at iteration {self.iteration}, {where}")
-
-    def _truncate_metrics(self) -> None:
-        """Drop the rows of ``metrics.jsonl`` logged after the checkpoint (they are logged again)."""
-        dropped = runlog.truncate_after(self.run, self.iteration, self.epoch)
-        if dropped:
-            self.log(f"metrics.jsonl: dropped {dropped} row(s) logged after the checkpoint")
-
-    # ---- state -----------------------------------------------------------------------------
-    def _state(self) -> dict[str, Any] | None:
-        """The checkpoint (on rank 0; ``None`` elsewhere). Collective: every process calls it. Weights that are
-        not finite stop the run instead (no checkpoint holds them)."""
-        ema = None if self.ema is None else self.ema.module.state_dict()
-        gathered = self.dist.gather((rng_state(), finite_weights(self.model.state_dict(), ema)))
-        rng_ranks = [rng for rng, _ in gathered]
-        if not all(finite for _, finite in gathered):
-            epoch = self.epoch + 1 if self.consumed else self.epoch
-            self._stop_diverged(f"the weights became NaN or infinite in the optimizer step of iteration "
-                                f"{self.iteration} (epoch {epoch}; the loss before it was finite). They were not "
-                                "written to a checkpoint. ")
-        if not self.is_main:
-            return None
-        return make_checkpoint(
-            self.cfg, self.model.state_dict(),
-            ema=None if self.ema is None else self.ema.module.state_dict(),
-            ema_updates=None if self.ema is None else self.ema.updates,
-            optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
-            scaler=self.scaler.state_dict(), epoch=self.epoch, iteration=self.iteration,
-            best_ap=self.best_ap, rng=rng_ranks[0], rng_ranks=rng_ranks,
-            sampler={"epoch": self.epoch, "consumed": self.consumed},
-            total_steps=self.total_steps, planned_epochs=self.planned_epochs, budget_elapsed=None if self.budget is None else self.budget.elapsed(),
-            world_size=self.world, effective_batch=self.effective_batch,
-            class_names=self.cfg.model.class_names, label_to_cat_id=self.train_set.label_to_cat_id,
-        )
-
-    def save(self, name: str, state: dict[str, Any] | None = None) -> None:
-        atomic_save(state or self._state(), self.run / name)
-
-    def _save_last(self, state: dict[str, Any]) -> None:
-        """Write ``last.pt`` (rank 0); the one it replaces, of an earlier iteration, is kept as ``previous.pt``."""
-        write_last(self.run, state, self.checkpoint_at is not None and self.checkpoint_at[1] != self.iteration)
-        self.checkpoint_at = (self.epoch, self.iteration)
-
-    def _checkpoint(self) -> dict[str, Any] | None:
-        """Write ``last.pt`` on rank 0 (the others wait); returns the state on rank 0."""
-        state = self._state()
-        if state is not None:
-            self._save_last(state)
-        self.checkpoint_at = (self.epoch, self.iteration)
-        self.dist.barrier()
-        return state
-
     def log(self, message: str, level: int = logging.INFO) -> None:
         if self.is_main:
             log.log(level, message)
@@ -451,52 +343,6 @@ class Trainer:
             self.log(f"time budget: {self.budget.elapsed() / 60:.2f} of {t.minutes:g} minutes used, "
                       f"{self.iteration} steps ({self.iteration / self.iters_per_epoch:.2f} epochs)")
         return result
-
-    # ---- time budget (train.minutes) ---------------------------------------------------------
-    def start_budget(self) -> None:
-        """Start the clock of ``train.minutes`` (a resumed run continues its own) and keep time for the final
-        validation, measured on one batch of validation images."""
-        t = self.cfg.train
-        elapsed = (self.resume_state or {}).get("budget_elapsed")
-        self.budget = TimeBudget(t.minutes * 60, time.perf_counter() - self.created if elapsed is None else elapsed)
-        if len(self.val_set):
-            model, k = self.eval_model(), min(len(self.val_set), t.batch_size)
-            samples = [self.val_set[i] for i in range(k)]
-            divisor = self.cfg.model.input.size_divisor
-            batch = collate(samples, divisor).to(self.device)
-            was_training = model.training
-            model.eval()
-            with torch.no_grad():
-                model.predict(collate(samples[:1], divisor).to(self.device))  # the first call is slower
-                start = time.perf_counter()
-                model.predict(batch)
-            model.train(was_training)
-            self.budget.set_reserve((time.perf_counter() - start) / k, len(self.val_set))
-
-    def _extend_finished_budget(self) -> None:
-        """A finished budgeted run resumed with a larger ``train.minutes`` trains on: its length is
-        re-estimated for the new budget and the schedule laid over it (as a larger ``train.epochs`` extends
-        an epoch-set run). With the same budget it stays finished."""
-        t, ckpt = self.cfg.train, self.resume_state
-        if ckpt is None or self.total_steps is None or self.iteration < self.total_steps or \
-                self.epoch < self.planned_epochs:
-            return
-        before = checkpoint_config(ckpt).train.minutes
-        if t.minutes <= before:
-            return
-        self.log(f"train.minutes {before:g} -> {t.minutes:g}: the finished run ({self.budget.elapsed() / 60:.2f} "
-                  "minutes spent) trains on, over a schedule laid on its new length")
-        self.total_steps = None  # until the first estimate, a few steps in
-        self.planned_epochs = self.epoch + 1
-
-    def _reestimate(self) -> None:
-        """Set the run's length to the steps that fit in the budget (every process gets the same)."""
-        per_step = self.budget.seconds_per_step(self.iteration, max(MIN_WINDOW, self.iters_per_epoch))
-        if per_step is None:
-            return
-        total = self.budget.total_steps(self.iteration, per_step)
-        self.total_steps = int(round(float(self.dist.mean(torch.tensor([float(total)]))[0])))
-        self.planned_epochs = max(self.epoch + 1, math.ceil(self.total_steps / self.iters_per_epoch))
 
     def train_epoch(self) -> None:
         """The optimizer steps left in the current epoch (all of them unless resumed inside it)."""
