@@ -291,3 +291,40 @@ def test_every_head_type_has_its_config_its_head_and_a_preset():
         assert isinstance(cfg.model.head, cls)
     small = get_preset("gfl_shufflenetv2_pan_nano").model
     assert type(build_detector(small).head) is HEADS["gfl"]
+
+
+def test_backbone_sections_hold_what_their_body_reads_and_old_flat_sections_still_load(tmp_path):
+    """One backbone section per kind of body, as for heads: a ShuffleNet run's config.yaml lists no hourglass_* or
+    csp_* field, a field of another body is refused naming the body that reads it, ``backbone.name=csp`` switches
+    the section, and a config.yaml written with the old flat section loads."""
+    import yaml
+
+    from anchorfree.config import CSPBackboneConfig, HourglassBackboneConfig, save_config
+
+    nano = get_preset("gfl_shufflenetv2_pan_nano")
+    path = tmp_path / "nano.yaml"
+    save_config(nano, path)
+    backbone = yaml.safe_load(path.read_text())["model"]["backbone"]
+    assert backbone["name"] == "shufflenet_v2_x1_0" and not any(k.startswith(("hourglass_", "csp_")) for k in backbone)
+    with pytest.raises(ConfigError, match=r"the shufflenet_v2_x1_0 backbone does not read 'backbone.csp_widths' "
+                                          r"\('csp_widths' is read by backbone.name=csp\)"):
+        apply_overrides(nano, ["model.backbone.csp_widths=[8, 16, 32, 64, 128]"])
+    with pytest.raises(ConfigError, match="does not read 'backbone.hourglass_stacks'"):
+        apply_overrides(nano, ["hourglass_stacks=3"])
+    csp = apply_overrides(nano, ["model.backbone.name=csp", "model.backbone.csp_depths=[1, 1, 1, 1]"])
+    assert isinstance(csp.model.backbone, CSPBackboneConfig) and csp.model.backbone.csp_depths == [1, 1, 1, 1]
+    assert (csp.model.backbone.norm, csp.model.backbone.frozen_stages) == ("bn", 0)  # kept from the section
+    assert isinstance(get_preset("cornernet_hg_tiny").model.backbone, HourglassBackboneConfig)
+    # the old flat section: every field of every body, whatever the name
+    flat = {**backbone, "hourglass_stacks": 2, "hourglass_depth": 5, "hourglass_channels": [256] * 6,
+            "hourglass_blocks": [2] * 6, "hourglass_feat_channels": 256, "csp_widths": [16, 32, 64, 128, 256],
+            "csp_depths": [1, 2, 2, 1], "csp_activation": "silu"}
+    data = yaml.safe_load(path.read_text())
+    data["model"]["backbone"] = flat
+    old = tmp_path / "old.yaml"
+    old.write_text(yaml.safe_dump(data))
+    assert load_config(old).model.backbone == nano.model.backbone
+    data["model"]["backbone"] = {**backbone, "csp_widths": [16, 32, 64, 128, 256]}  # a user's mistake, not old
+    old.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match="does not read 'backbone.csp_widths'"):
+        load_config(old)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from anchorfree.config import BackboneConfig, NeckConfig
+from anchorfree.config import BackboneConfig, CSPBackboneConfig, NeckConfig
 from anchorfree.errors import ConfigError
 from anchorfree.models.backbones import build_backbone
 from anchorfree.models.backbones.csp import C2f
@@ -39,7 +39,7 @@ def neck_params(in_channels: list[int], c: int, n: int) -> int:
 
 
 def csp_config(widths=(16, 32, 64, 128, 256), depths=(1, 2, 2, 1), **kwargs) -> BackboneConfig:
-    return BackboneConfig(name="csp", norm="bn", frozen_stages=0, csp_widths=list(widths), csp_depths=list(depths),
+    return CSPBackboneConfig(name="csp", norm="bn", frozen_stages=0, csp_widths=list(widths), csp_depths=list(depths),
                           **kwargs)
 
 
@@ -101,6 +101,6 @@ def test_bad_csp_settings_are_named():
     with pytest.raises(ConfigError, match="csp_depths"):
         build_backbone(csp_config(depths=(1, 0, 1, 1)))
     with pytest.raises(ConfigError, match="backbone.norm must be bn"):
-        build_backbone(BackboneConfig(name="csp", norm="frozen_bn"))
+        build_backbone(CSPBackboneConfig(name="csp", norm="frozen_bn"))
     with pytest.raises(ConfigError, match="csp_activation"):
         build_backbone(csp_config(csp_activation="gelu"))

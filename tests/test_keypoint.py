@@ -220,11 +220,11 @@ def test_detector_flip_test_runs_the_mirrored_batch():
 
 
 def test_hourglass_and_upconv_shapes():
-    from anchorfree.config import BackboneConfig, NeckConfig
+    from anchorfree.config import BackboneConfig, HourglassBackboneConfig, NeckConfig
     from anchorfree.models.backbones import HourglassNet
     from anchorfree.models.necks import UpConvNeck
 
-    hg = HourglassNet(BackboneConfig(name="hourglass", hourglass_stacks=3, hourglass_depth=2,
+    hg = HourglassNet(HourglassBackboneConfig(name="hourglass", hourglass_stacks=3, hourglass_depth=2,
                                      hourglass_channels=[8, 12, 16], hourglass_blocks=[1, 1, 2],
                                      hourglass_feat_channels=10))
     outs = hg(torch.randn(1, 3, 96, 80))

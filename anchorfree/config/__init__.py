@@ -14,10 +14,12 @@ from .heads import (HEAD_CHOICES, HEAD_CONFIGS, LEGACY_HEAD_FIELDS, NMS_MODES, A
                     CornerNetHeadConfig, DenseHeadConfig, FCOSHeadConfig, GFLHeadConfig, GFLv2HeadConfig, HeadConfig,
                     KeypointHeadConfig, RetinaNetHeadConfig, check_head_choices, convert_head, head_fields)
 from .io import apply_overrides, from_dict, load_config, parse_yaml, save_config, set_field, to_dict
-from .schema import (RESUME_APPLIED, AugmentConfig, BackboneConfig, Config, InputConfig, ModelConfig, NeckConfig,
-                     TrainConfig)
+from .schema import (BACKBONE_CONFIGS, RESUME_APPLIED, AugmentConfig, BackboneConfig, Config, CSPBackboneConfig,
+                     HourglassBackboneConfig, InputConfig, ModelConfig, NeckConfig, TrainConfig, backbone_class,
+                     convert_backbone)
 
-__all__ = ["ATSSHeadConfig", "AugmentConfig", "BackboneConfig", "CenterNetHeadConfig", "Config", "ConfigError",
+__all__ = ["ATSSHeadConfig", "AugmentConfig", "BACKBONE_CONFIGS", "BackboneConfig", "CSPBackboneConfig",
+           "HourglassBackboneConfig", "backbone_class", "convert_backbone", "CenterNetHeadConfig", "Config", "ConfigError",
            "CornerNetHeadConfig", "DenseHeadConfig", "FCOSHeadConfig", "GFLHeadConfig", "GFLv2HeadConfig", "HEAD_CHOICES",
            "HEAD_CONFIGS", "HeadConfig", "InputConfig", "KeypointHeadConfig", "LEGACY_HEAD_FIELDS", "ModelConfig",
            "NMS_MODES", "NeckConfig", "RESUME_APPLIED", "RetinaNetHeadConfig", "TrainConfig", "apply_overrides",

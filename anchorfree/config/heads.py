@@ -35,7 +35,7 @@ class HeadConfig:
 
     def __setattr__(self, name: str, value: Any) -> None:
         # a head section holds only the fields its head reads: setting another one is a mistake
-        if name not in _field_names(type(self)):
+        if name not in field_names(type(self)):
             raise ConfigError(_unread_message(self.type, name))
         if name == "type" and "type" in self.__dict__ and value != self.type:
             raise ConfigError(f"a {self.type} head section cannot become a {value} one in place; use "
@@ -295,7 +295,7 @@ def head_fields(cls: type[HeadConfig]) -> list[str]:
 
 
 @functools.cache
-def _field_names(cls: type) -> frozenset[str]:
+def field_names(cls: type) -> frozenset[str]:
     return frozenset(f.name for f in dataclasses.fields(cls))
 
 

@@ -13,8 +13,9 @@ import yaml
 
 from ..errors import ConfigError
 from .heads import (HEAD_CONFIGS, HeadConfig, _head_from_dict, _unread_message, check_head_choices, convert_head,
-                    head_fields)
-from .schema import Config
+                    field_names, head_fields)
+from .schema import (BACKBONE_CONFIGS, BackboneConfig, Config, backbone_class, backbone_unread_message,
+                     convert_backbone)
 
 
 class _Loader(yaml.SafeLoader):
@@ -47,6 +48,8 @@ def from_dict(cls: type, data: dict, where: str = "") -> Any:
         raise ConfigError(f"config section '{where or cls.__name__}' must be a mapping, got {type(data).__name__}")
     if issubclass(cls, HeadConfig):
         return _head_from_dict({"type": cls.type, **data}, where)
+    if issubclass(cls, BackboneConfig):
+        return _backbone_from_dict({"name": cls.name, **data}, where)
     hints = get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     kwargs = {}
@@ -56,11 +59,33 @@ def from_dict(cls: type, data: dict, where: str = "") -> Any:
         sub = hints[key]
         if isinstance(sub, type) and issubclass(sub, HeadConfig):
             kwargs[key] = _head_from_dict(value or {}, f"{where}{key}.")
+        elif isinstance(sub, type) and issubclass(sub, BackboneConfig):
+            kwargs[key] = _backbone_from_dict(value or {}, f"{where}{key}.")
         elif dataclasses.is_dataclass(sub):
             kwargs[key] = from_dict(sub, value or {}, f"{where}{key}.")
         else:
             kwargs[key] = value
     return cls(**kwargs)
+
+
+_HOURGLASS_FIELDS = frozenset(f for f in field_names(BACKBONE_CONFIGS["hourglass"]) if f.startswith("hourglass_"))
+
+
+def _backbone_from_dict(data: dict, where: str) -> BackboneConfig:
+    """The section of the body ``data["name"]``. A ``config.yaml`` written when the backbone was one flat section
+    (it lists every ``hourglass_*`` field whatever the body) loads by dropping the fields its body does not read."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"config section '{where.rstrip('.')}' must be a mapping, got {type(data).__name__}")
+    name = data.get("name", "resnet50")
+    cls = backbone_class(name)
+    names = field_names(cls)
+    flat = _HOURGLASS_FIELDS <= set(data) and (name != "hourglass" or any(k.startswith("csp_") for k in data))
+    if flat:
+        data = {k: v for k, v in data.items() if k in names}
+    for key in data:
+        if key not in names:
+            raise ConfigError(backbone_unread_message(name, key))
+    return cls(**data)
 
 
 def _unknown_key_message(full: str, key: str, names: set[str]) -> str:
@@ -117,6 +142,9 @@ def _resolve_key(cfg: Config, key: str) -> str:
     head = getattr(getattr(cfg, "model", None), "head", None)
     if isinstance(head, HeadConfig) and any(leaf in head_fields(c) for c in HEAD_CONFIGS.values()):
         raise ConfigError(_unread_message(head.type, leaf))
+    backbone = getattr(getattr(cfg, "model", None), "backbone", None)
+    if isinstance(backbone, BackboneConfig) and any(leaf in field_names(c) for c in BACKBONE_CONFIGS.values()):
+        raise ConfigError(backbone_unread_message(backbone.name, leaf))
     leaves = {p.rsplit(".", 1)[-1] for p in _all_field_paths(cfg)}
     raise ConfigError(_unknown_key_message(key, leaf, leaves))
 
@@ -145,9 +173,14 @@ def set_field(cfg: Any, dotted: str, value: Any) -> None:
     if leaf not in names:
         if isinstance(obj, HeadConfig):
             raise ConfigError(_unread_message(obj.type, leaf))
+        if isinstance(obj, BackboneConfig):
+            raise ConfigError(backbone_unread_message(obj.name, leaf))
         raise ConfigError(_unknown_key_message(dotted, leaf, names))
     if isinstance(obj, HeadConfig) and leaf == "type":  # another head: a section of its own fields
         setattr(parent, parents[-1], convert_head(obj, str(value)))
+        return
+    if isinstance(obj, BackboneConfig) and leaf == "name" and backbone_class(value) is not type(obj):
+        setattr(parent, parents[-1], convert_backbone(obj, str(value)))  # another kind of body: its own section
         return
     current = getattr(obj, leaf)
     if dataclasses.is_dataclass(current):

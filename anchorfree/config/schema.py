@@ -1,39 +1,92 @@
 """The sections of a :class:`Config`: model (backbone, neck, head, input) and training (augmentation included)."""
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
+from typing import Any
 
-from .heads import FCOSHeadConfig, HeadConfig
+from ..errors import ConfigError
+from .heads import FCOSHeadConfig, HeadConfig, field_names
 
 
 @dataclass
 class BackboneConfig:
-    """A torchvision body. ``weights``: ImageNet weights, ``imagenet`` (torchvision's default weights of the body,
-    through its weights API and torch.hub's cache), a torchvision weights name (``IMAGENET1K_V1``) or a local
-    state-dict path."""
+    """A torchvision body (ResNet, ShuffleNetV2, MobileNetV3, RegNet, EfficientNet), and what every body reads.
+    ``weights``: ImageNet weights, ``imagenet`` (torchvision's default weights of the body, through its weights API
+    and torch.hub's cache), a torchvision weights name (``IMAGENET1K_V1``) or a local state-dict path.
+
+    One section per kind of body, as for heads: ``name=hourglass`` gives :class:`HourglassBackboneConfig`,
+    ``name=csp`` :class:`CSPBackboneConfig`; a section holds only the fields its body reads."""
 
     name: str = "resnet50"  # resnet10 | resnet18 | resnet34 | resnet50 | resnet101 | shufflenet_v2_x0_5 |
     #                         shufflenet_v2_x1_0 | mobilenet_v3_large | mobilenet_v3_small | regnet_x_400mf |
-    #                         regnet_y_400mf | efficientnet_b0
+    #                         regnet_y_400mf | efficientnet_b0 | hourglass | csp
     norm: str = "frozen_bn"  # frozen_bn | bn | gn (gn: ResNet only)
     weights: str | None = None
     frozen_stages: int = 1  # 0: nothing frozen, 1: stem + layer1 (as in the references), ... 4
     out_levels: list[int] = field(default_factory=lambda: [3, 4, 5])  # C3..C5 (stride 8..32)
-    # name=hourglass (CornerNet's HG-104 by default): stacks of recursive hourglass modules, each stack a map
+    # conventions of weights trained elsewhere
+    style: str = "pytorch"  # ResNet bottlenecks: pytorch (stride on the 3x3 conv) | caffe (on the first 1x1 conv,
+    #                         the Detectron / mmdetection "caffe" ResNets of the FCOS reference checkpoints)
+    norm_eps: float | None = None  # eps of every BatchNorm in the body; None keeps the body's own (1e-5 for ResNet,
+    #                                 as mmdetection; 1e-3 for torchvision's MobileNetV3 / EfficientNet)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # a backbone section holds only the fields its body reads: setting another one is a mistake
+        if name not in field_names(type(self)):
+            raise ConfigError(backbone_unread_message(self.name, name))
+        if name == "name" and "name" in self.__dict__ and backbone_class(value) is not type(self):
+            raise ConfigError(f"a {self.name} backbone section cannot become a {value} one in place; use "
+                              f"convert_backbone(section, '{value}') or the override model.backbone.name={value}")
+        object.__setattr__(self, name, value)
+
+
+@dataclass
+class HourglassBackboneConfig(BackboneConfig):
+    """``name=hourglass`` (CornerNet's HG-104 by default): stacks of recursive hourglass modules, one map each."""
+
+    name: str = "hourglass"
     hourglass_stacks: int = 2
     hourglass_depth: int = 5  # down-samplings inside one hourglass module
     hourglass_channels: list[int] = field(default_factory=lambda: [256, 256, 384, 384, 384, 512])
     hourglass_blocks: list[int] = field(default_factory=lambda: [2, 2, 2, 2, 2, 4])
     hourglass_feat_channels: int = 256
-    # conventions of weights trained elsewhere
-    style: str = "pytorch"  # ResNet bottlenecks: pytorch (stride on the 3x3 conv) | caffe (on the first 1x1 conv,
-    #                         the Detectron / mmdetection "caffe" ResNets of the FCOS reference checkpoints)
-    # name=csp (a cross-stage-partial body of plain 3x3 convs, see anchorfree.models.backbones.csp)
+
+
+@dataclass
+class CSPBackboneConfig(BackboneConfig):
+    """``name=csp``: a cross-stage-partial body of plain 3x3 convs (:mod:`anchorfree.models.backbones.csp`)."""
+
+    name: str = "csp"
     csp_widths: list[int] = field(default_factory=lambda: [16, 32, 64, 128, 256])  # stem, C2..C5 channels
     csp_depths: list[int] = field(default_factory=lambda: [1, 2, 2, 1])  # bottlenecks per C2f block, C2..C5
     csp_activation: str = "silu"  # relu | leaky_relu | hardswish | silu
-    norm_eps: float | None = None  # eps of every BatchNorm in the body; None keeps the body's own (1e-5 for ResNet,
-    #                                 as mmdetection; 1e-3 for torchvision's MobileNetV3 / EfficientNet)
+
+
+# the bodies with a section of their own; any other name is a torchvision body (BackboneConfig)
+BACKBONE_CONFIGS: dict[str, type[BackboneConfig]] = {"hourglass": HourglassBackboneConfig, "csp": CSPBackboneConfig}
+
+
+def backbone_class(name: str) -> type[BackboneConfig]:
+    """The section class of the body ``name``."""
+    return BACKBONE_CONFIGS.get(str(name), BackboneConfig)
+
+
+def backbone_unread_message(body: str, key: str) -> str:
+    fields = sorted(field_names(backbone_class(body)))
+    readers = [n for n, cls in BACKBONE_CONFIGS.items() if key in field_names(cls)]
+    where = f" ('{key}' is read by backbone.name={' or '.join(readers)})" if readers else ""
+    return f"the {body} backbone does not read 'backbone.{key}'{where}. Fields of the {body} backbone: {', '.join(fields)}"
+
+
+def convert_backbone(section: BackboneConfig, name: str) -> BackboneConfig:
+    """``section`` as the section of body ``name`` (what ``model.backbone.name=csp`` does): a field both read keeps
+    its value where it was changed from the old section's default; every other field takes the new default."""
+    target = backbone_class(name)
+    source_default = type(section)()
+    shared = (field_names(target) & field_names(type(section))) - {"name"}
+    changed = {k for k in shared if getattr(section, k) != getattr(source_default, k)}
+    return target(name=name, **{k: copy.deepcopy(getattr(section, k)) for k in changed})
 
 
 @dataclass

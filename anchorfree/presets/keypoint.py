@@ -1,7 +1,7 @@
 """The keypoint presets: CenterNet and CornerNet."""
 from __future__ import annotations
 
-from ..config import Config
+from ..config import Config, convert_backbone
 from .fpn import fcos_r18_fpn_tiny, set_head
 
 
@@ -72,7 +72,8 @@ def cornernet_hg104() -> Config:
     cfg = Config()
     m, t = cfg.model, cfg.train
     m.name = "cornernet_hg104"
-    m.backbone.name, m.backbone.norm, m.backbone.frozen_stages = "hourglass", "bn", 0
+    m.backbone = convert_backbone(m.backbone, "hourglass")
+    m.backbone.norm, m.backbone.frozen_stages = "bn", 0
     m.neck.type = "none"
     set_head(cfg, "cornernet")
     m.input.min_size, m.input.max_size, m.input.size_divisor = 512, 512, 128

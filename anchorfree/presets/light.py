@@ -1,7 +1,7 @@
 """The light presets for CPUs: ShuffleNetV2 / MobileNetV3 / CSP / RegNet bodies, PAN necks, GFL heads."""
 from __future__ import annotations
 
-from ..config import Config
+from ..config import Config, convert_backbone
 from .fpn import atss_family, fcos_r18_fpn_tiny
 
 
@@ -17,7 +17,8 @@ def _light_pan(name: str, head_type: str, body: str, channels: int, act: str) ->
     datasets of up to 1000 training images (:mod:`anchorfree.engine.recipe`)."""
     cfg = atss_family(fcos_r18_fpn_tiny(), name, head_type)
     m, h = cfg.model, cfg.model.head
-    m.backbone.name, m.backbone.norm, m.backbone.frozen_stages = body, "bn", 0
+    m.backbone = convert_backbone(m.backbone, body)  # csp: a section of its own
+    m.backbone.norm, m.backbone.frozen_stages = "bn", 0
     m.neck.type, m.neck.out_channels, m.neck.num_extra_levels = "pan", channels, 0
     m.neck.block, m.neck.downsample, m.neck.activation = "dwconv", "interp", act
     h.strides = [8, 16, 32]
