@@ -1,7 +1,7 @@
 """Value checks of a :class:`~anchorfree.config.Config`, run before anything is built or trained.
 
-Every field with a range is listed once in :data:`RULES` (its path, the range, integer or not); fields of
-a head section are checked when the chosen head has them. :func:`config_problems` returns every problem
+Every field with a range is listed once in :data:`RULES` (its path, the range, integer or not), every field with
+a set of values once in :data:`CHOICES`; fields of a head section are checked when the chosen head has them. :func:`config_problems` returns every problem
 found, :func:`validate_config` raises one :class:`~anchorfree.errors.ConfigError` listing them all, each
 naming the key, the value and what is allowed.
 """
@@ -11,10 +11,10 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .config import Config
+from .config import HEAD_CHOICES, Config
 from .errors import ConfigError
 
-__all__ = ["RULES", "Range", "config_problems", "validate_config"]
+__all__ = ["CHOICES", "RULES", "Range", "check_choice", "config_problems", "validate_config"]
 
 
 @dataclass(frozen=True)
@@ -156,6 +156,35 @@ RULES: dict[str, Range] = {
     "train.augment.affine_shear": Range(0, 90, hi_open=True),
 }
 
+# path → the values it may take; model.head.* paths come from the head sections' table (config.HEAD_CHOICES)
+CHOICES: dict[str, tuple[str, ...]] = {
+    "model.input.channel_order": ("rgb", "bgr"),
+    "model.input.resize": ("torchvision", "mmdet"),
+    "model.input.normalize_on": ("unit", "byte"),
+    "model.backbone.norm": ("frozen_bn", "bn", "gn"),
+    "model.backbone.style": ("pytorch", "caffe"),
+    "model.neck.type": ("fpn", "pan", "csp_pan", "upconv", "none"),
+    "model.neck.extra_from": ("p5", "c5"),
+    "model.neck.block": ("dwconv", "conv", "none"),
+    "model.neck.downsample": ("interp", "conv"),
+    "model.neck.activation": ("relu", "leaky_relu", "hardswish", "silu"),
+    "train.optimizer": ("sgd", "adamw", "adam"),
+    "train.schedule": ("step", "cosine"),
+    "train.recipe": ("auto", "small", "preset"),
+    "train.freeze": ("none", "backbone", "neck"),
+    "train.dist_backend": ("auto", "nccl", "gloo"),
+    **{f"model.head.{name}": values for name, values in HEAD_CHOICES.items()},
+}
+
+
+def check_choice(path: str, value: Any) -> None:
+    """Refuse ``value`` for ``path`` when it is not one of :data:`CHOICES` (the message names both and the
+    choices); what modules built without a whole config (the API, tests) call."""
+    allowed = CHOICES[path]
+    if value not in allowed:
+        raise ConfigError(f"{path.removeprefix('model.')} must be one of {', '.join(allowed)}, got {value!r}")
+
+
 _NOT_FOUND = object()
 
 
@@ -215,6 +244,10 @@ def config_problems(cfg: Config) -> list[str]:
         problem = rule.problem(value)
         if problem:
             problems.append(f"{path}={value!r}: {problem}")
+    for path, allowed in CHOICES.items():
+        value = _get(cfg, path)
+        if value is not _NOT_FOUND and value not in allowed:
+            problems.append(f"{path}={value!r}: must be one of {', '.join(allowed)}")
     return problems + (_cross_field_problems(cfg) if not problems else [])
 
 

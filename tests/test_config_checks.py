@@ -58,3 +58,22 @@ def test_relations_between_fields(overrides, message):
 def test_a_field_of_another_head_is_not_checked():
     # the keypoint heads have no strides list: nothing to check, no error
     assert config_problems(get_preset("centernet_r18_tiny")) == []
+
+
+def test_choices_are_checked_from_one_table_and_listed_together():
+    """A value outside a field's choices (CHOICES, next to RULES) is reported with the others, naming the choices;
+    modules built without a whole config give the same message from the same table."""
+    from anchorfree.config_checks import CHOICES
+    from anchorfree.models.detector import Detector
+
+    cfg = apply_overrides(get_preset("fcos_r10_fpn_tiny"), ["train.optimizer=lion", "model.input.resize=cv2",
+                                                              "train.freeze=head"])
+    with pytest.raises(ConfigError) as error:
+        validate_config(cfg)
+    message = str(error.value)
+    assert "train.optimizer='lion': must be one of sgd, adamw, adam" in message
+    assert "model.input.resize='cv2': must be one of torchvision, mmdet" in message
+    assert "train.freeze='head': must be one of none, backbone, neck" in message
+    assert CHOICES["model.head.nms"] == ("classwise", "agnostic", "soft_gaussian", "soft_linear", "none")
+    with pytest.raises(ConfigError, match="input.resize must be one of torchvision, mmdet, got 'cv2'"):
+        Detector(cfg.model)

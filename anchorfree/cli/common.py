@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..config import NMS_MODES
+
 
 def add_threads(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=0, metavar="N",
@@ -16,7 +18,7 @@ def add_inference_options(parser: argparse.ArgumentParser, score_default: float 
     g.add_argument("--score-thresh", type=float, default=score_default, metavar="S",
                    help="minimum score of a detection" + (f" (default {score_default})" if score_default is not None
                                                           else ""))
-    g.add_argument("--nms", choices=["classwise", "agnostic", "soft_gaussian", "soft_linear", "none"],
+    g.add_argument("--nms", choices=NMS_MODES,
                    help="suppression: hard NMS per class or across classes, Gaussian/linear soft-NMS, or none")
     g.add_argument("--nms-thresh", type=float, metavar="IOU", help="IoU threshold of hard NMS / linear soft-NMS")
     g.add_argument("--max-det", type=int, metavar="N", help="detections kept per image")

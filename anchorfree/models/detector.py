@@ -12,6 +12,7 @@ import torch
 from torch import nn, Tensor
 
 from ..config import HeadConfig, ModelConfig
+from ..config_checks import check_choice
 from ..errors import ConfigError
 from ..structures import Batch, Detections
 from .backbones import build_backbone
@@ -37,12 +38,8 @@ class Detector(nn.Module):
                                   f"backbone and neck give stride {strides[-1]}; with neck.type=upconv the stride is "
                                   "that of the last backbone.out_levels entry divided by 2 per "
                                   "neck.upconv_channels entry")
-        if cfg.input.channel_order not in ("rgb", "bgr"):
-            raise ConfigError(f"input.channel_order must be rgb or bgr, got '{cfg.input.channel_order}'")
-        if cfg.input.resize not in ("torchvision", "mmdet"):
-            raise ConfigError(f"input.resize must be torchvision or mmdet, got '{cfg.input.resize}'")
-        if cfg.input.normalize_on not in ("unit", "byte"):
-            raise ConfigError(f"input.normalize_on must be unit or byte, got '{cfg.input.normalize_on}'")
+        for name in ("channel_order", "resize", "normalize_on"):
+            check_choice(f"model.input.{name}", getattr(cfg.input, name))
         self.bgr = cfg.input.channel_order == "bgr"
         self.normalize_on_bytes = cfg.input.normalize_on == "byte"
         mean = torch.tensor(cfg.input.mean, dtype=torch.float64).view(1, 3, 1, 1)

@@ -27,6 +27,7 @@ from torchvision.ops import nms
 
 from ..boxes import clip_boxes
 from ..config import NMS_MODES, HeadConfig, check_head_choices
+from ..config_checks import RULES
 from ..errors import ConfigError
 from ..structures import Detections
 
@@ -35,17 +36,14 @@ __all__ = ["NMS_MODES", "check_inference_options", "batched_nms_all", "soft_nms"
 
 
 def check_inference_options(opts: HeadConfig) -> None:
-    """Refuse inference settings that cannot work, naming the field."""
+    """Refuse inference settings that cannot work, naming the field: the head's inference fields checked by the
+    config's own rules (:data:`~anchorfree.config_checks.RULES`, :data:`~anchorfree.config_checks.CHOICES`)."""
     check_head_choices(opts)
-    if not 0 <= opts.nms_thresh <= 1:
-        raise ConfigError(f"head.nms_thresh must be an IoU in [0, 1], got {opts.nms_thresh}")
-    if opts.max_detections < 1:
-        raise ConfigError(f"head.max_detections must be >= 1, got {opts.max_detections}")
-    if opts.soft_nms_sigma <= 0:
-        raise ConfigError(f"head.soft_nms_sigma must be > 0, got {opts.soft_nms_sigma}")
-    topk = getattr(opts, "topk", 1)
-    if topk < 1:
-        raise ConfigError(f"head.topk must be >= 1, got {topk}")
+    for name in type(opts).INFERENCE_FIELDS:
+        rule = RULES.get(f"model.head.{name}")
+        problem = rule.problem(getattr(opts, name)) if rule is not None else None
+        if problem:
+            raise ConfigError(f"head.{name}={getattr(opts, name)!r}: {problem}")
 
 
 def batched_nms_all(boxes: Tensor, scores: Tensor, groups: Tensor, iou_threshold: float) -> Tensor:
