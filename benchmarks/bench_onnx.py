@@ -28,13 +28,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
 from pathlib import Path
 
 import common  # first: it sets up the profiler's logging before torch is imported
+from timing import cpu_flags, cpu_name
 import numpy as np
 import onnxruntime as ort
 import torch
@@ -77,24 +77,6 @@ def build(preset: str, candidates: int, seed: int = 0) -> Detector:
 
 def padded(size: tuple[int, int], divisor: int) -> tuple[int, int]:
     return tuple(-(-s // divisor) * divisor for s in size)
-
-
-def cpu_flags() -> str:
-    try:
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
-    except (OSError, StopIteration):
-        return "?"
-    wanted = ("avx2", "fma", "f16c", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile", "avx_vnni")
-    present = set(flags.split(":", 1)[1].split())
-    return ", ".join(f"{f}={'yes' if f in present else 'no'}" for f in wanted)
-
-
-def cpu_name() -> str:
-    try:
-        return next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                    if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
 
 
 def bench_case(preset: str, det: Detector, batch: int, args, workdir: Path) -> dict:

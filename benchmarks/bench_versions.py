@@ -19,6 +19,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from timing import cpu_flags
+
 CASES = [("gfl_shufflenetv2_pan_nano", 320, 1), ("gfl_shufflenetv2_pan_nano", 320, 8), ("gfl_csp_pan_n", 320, 1),
          ("fcos_r10_fpn_tiny", 320, 1), ("fcos_r50_fpn", 512, 1)]
 
@@ -65,15 +67,6 @@ def run_version(tree: Path, threads: int) -> dict[str, float]:
     if done.returncode != 0:
         raise SystemExit(f"{tree}: {done.stderr.strip()[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def cpu_flags() -> str:
-    try:
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
-    except (OSError, StopIteration):
-        return "unknown"
-    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "avx512_vnni")
-    return " ".join(f for f in flags.split() if f in wanted) or "none of avx2/avx512/amx"
 
 
 def main(argv: list[str] | None = None) -> int:
