@@ -27,6 +27,7 @@ import json
 import sys
 
 import common  # first: it sets up the profiler's logging before torch is imported
+from timing import median_time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -72,11 +73,11 @@ def measure(name: str, repeats: int, train_batch: int) -> dict:
                 maps[key] = [heat]
             for key in ("tl_emb", "br_emb"):
                 maps[key] = [torch.zeros_like(maps[key][-1])]
-        row["forward_s"] = common.median_time(lambda: fused(images, sizes), 1, repeats)
-        row["decode_s"] = common.median_time(lambda: fused.head.predict(maps, sizes), 1, repeats)
+        row["forward_s"] = median_time(lambda: fused(images, sizes), 1, repeats)
+        row["decode_s"] = median_time(lambda: fused.head.predict(maps, sizes), 1, repeats)
         row["detections"] = len(fused.head.predict(maps, sizes)[0])
         batch = Batch(images, sizes)
-        row["predict_s"] = common.median_time(lambda: fused.predict(batch), 1, repeats)
+        row["predict_s"] = median_time(lambda: fused.predict(batch), 1, repeats)
         row["candidates"] = int((fused.head.decode(maps, 100, 3, 0.5, 1000)[1] > -0.1).sum()) if "tl_emb" in maps \
             else row["detections"]
     row["decode_share"] = row["decode_s"] / row["forward_s"]
@@ -94,7 +95,7 @@ def measure(name: str, repeats: int, train_batch: int) -> dict:
             sum(model.loss(batch).values()).backward()
             opt.step()
 
-        row["train_step_s"] = common.median_time(step, 1, max(3, repeats // 2))
+        row["train_step_s"] = median_time(step, 1, max(3, repeats // 2))
         row["train_img_s"] = train_batch / row["train_step_s"]
     return row
 
