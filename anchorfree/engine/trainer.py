@@ -39,8 +39,7 @@ import logging
 import math
 import sys
 import time
-import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -52,8 +51,7 @@ from tqdm import tqdm
 
 from .. import runlog
 from ..config import Config, save_config
-from ..config_checks import validate_config
-from ..data import (CocoDetection, DatasetWarning, DataSpec, MosaicDetection, build_transforms,
+from ..data import (CocoDetection, DataSpec, MosaicDetection, build_transforms,
                     load_data_spec, make_collate, mosaic_enabled, preflight)
 from ..errors import ConfigError, DatasetError, TrainingError
 from ..evaluation import format_metrics_table, save_metrics
@@ -67,7 +65,7 @@ from .budget import TimeBudget
 from .divergence import PREVIOUS, next_step, rewind
 from .finetune import freeze, freeze_prefixes, keep_frozen_norms, load_pretrained
 from .hooks import TrainerHook
-from .loading import build_train_data, setup_logging
+from .loading import build_train_data, check_train_settings, dataset_problems_logged, setup_logging
 from .optim import ModelEMA, build_optimizer, build_scheduler, effective_lr
 from .recipe import resolve_recipe
 from .planning import TrainerPlanning
@@ -76,27 +74,6 @@ from .state import TrainerState
 from .sampler import ResumableDistributedSampler, SeededSamples
 
 log = logging.getLogger("anchorfree")
-
-def check_train_settings(cfg: Config) -> None:
-    """Refuse out-of-range values (:func:`anchorfree.config_checks.validate_config`: every problem at once) and
-    inconsistent scale-out settings, with messages naming the field."""
-    validate_config(cfg)
-    t = cfg.train
-    freeze_prefixes(t.freeze)
-    if t.weights and not Path(t.weights).exists():
-        raise ConfigError(f"train.weights={t.weights}: no such file or folder; pass a run folder, a .pt checkpoint "
-                          "or a run written by `anchorfree convert`")
-    if not isinstance(t.accumulate, int) or t.accumulate < 1:
-        raise ConfigError(f"train.accumulate must be a whole number >= 1 (micro-batches per step), got {t.accumulate}")
-    if t.batch_size < 1:
-        raise ConfigError(f"train.batch_size must be >= 1 (images per process), got {t.batch_size}")
-    if t.checkpoint_interval < 0:
-        raise ConfigError(f"train.checkpoint_interval must be >= 0 (0: per epoch only), got {t.checkpoint_interval}")
-    if t.lr_reference_batch < 0:
-        raise ConfigError(f"train.lr_reference_batch must be >= 0 (0: train.batch_size), got {t.lr_reference_batch}")
-    if t.log_interval < 1:
-        raise ConfigError(f"train.log_interval must be >= 1, got {t.log_interval}")
-
 
 class LossModule(nn.Module):
     """``detector.loss(batch)`` as ``forward``: DistributedDataParallel prepares its gradient
@@ -163,7 +140,7 @@ class Trainer(TrainerState, TrainerPlanning):
         seed_everything(t.seed)
 
         eval_tf = build_transforms(False, m.input.min_size, m.input.max_size, resize=m.input.resize)
-        with self._dataset_problems_logged():
+        with dataset_problems_logged(self.log):
             data = data if isinstance(data, DataSpec) else load_data_spec(data)
             if data.train_ann is None:
                 raise DatasetError(f"the dataset {data.source} has no train split; add 'train:' to its YAML")
@@ -240,24 +217,6 @@ class Trainer(TrainerState, TrainerPlanning):
         self.report: Path | None = None  # the run's report page, when a hook wrote one
         if self.resume_state is not None:
             self._load_state(self.resume_state)
-
-    @contextlib.contextmanager
-    def _dataset_problems_logged(self) -> Iterator[None]:
-        """The dataset warnings raised inside go to ``train.log`` too (and are shown as usual), then the dataset
-        error that stops the run."""
-        error = None
-        with warnings.catch_warnings(record=True) as caught:  # the filters still apply: ignored ones stay ignored
-            try:
-                yield
-            except DatasetError as e:
-                error = e
-        for w in caught:
-            if issubclass(w.category, DatasetWarning):
-                self.log(f"dataset warning: {w.message}", logging.WARNING)
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
-        if error is not None:
-            self.log(f"dataset error, training did not start: {error}", logging.ERROR)
-            raise error
 
     def log(self, message: str, level: int = logging.INFO) -> None:
         if self.is_main:
