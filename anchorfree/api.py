@@ -26,6 +26,7 @@ try:
 
     from .data import build_transforms, collate
     from .inference.checkpoint import load_detector
+    from .inference.slicing import SliceOptions, predict_sliced
     from .models.fuse import inference_detector
     from .runtime import autocast, mixed_precision_available, select_device
 except ImportError as e:  # exported models run without PyTorch; Model needs it
@@ -113,21 +114,39 @@ class Model:
         self.transform = build_transforms(False, inp.min_size, inp.max_size, resize=inp.resize)
 
     def __call__(self, images: ImageLike | list[ImageLike], score_thresh: float | None = None,
-                 batch_size: int = 8, **options: Any) -> Prediction | list[Prediction]:
+                 batch_size: int = 8, slice_size: int | None = None, overlap: float = 0.2, full_image: bool = False,
+                 merge: str = "greedy_nmm", **options: Any) -> Prediction | list[Prediction]:
         """Detect objects; one :class:`Prediction` per image (a list when given a list).
 
         ``score_thresh`` and the other keyword ``options`` (``nms="agnostic"``, ``nms_thresh``,
         ``max_detections``, ``flip_test`` for CenterNet…) apply to this call only; the model itself is not
-        changed, so one :class:`Model` can serve concurrent calls with different options."""
+        changed, so one :class:`Model` can serve concurrent calls with different options.
+
+        ``slice_size=S`` detects small objects in large images: tiles of S px sharing ``overlap`` of their side,
+        each run at the model's input size (``batch_size`` tiles at a time), merged across tiles by ``merge``
+        (``greedy_nmm`` or ``nms``, on intersection over the smaller box, as SAHI), plus the whole image with
+        ``full_image`` (:mod:`anchorfree.inference.slicing`)."""
         # parsed once, here: a wrong option fails before any image is read
         opts = self.detector.head.inference_options(score_thresh=score_thresh, **options)
+        slicing = None if slice_size is None else SliceOptions(slice_size, overlap, full_image, merge)
         single = not isinstance(images, (list, tuple))
         items = [images] if single else list(images)
         results: list[Prediction] = []
         with torch.no_grad():
-            for start in range(0, len(items), batch_size):
-                results += self._predict_batch(items[start:start + batch_size], opts)
+            if slicing is not None:
+                results = [self._predict_sliced(item, opts, slicing, batch_size) for item in items]
+            else:
+                for start in range(0, len(items), batch_size):
+                    results += self._predict_batch(items[start:start + batch_size], opts)
         return results[0] if single else results
+
+    def _predict_sliced(self, image: ImageLike, opts: "HeadConfig", slicing: "SliceOptions",
+                        batch_size: int) -> Prediction:
+        def detect(crops: list[Tensor]) -> list[tuple[Tensor, Tensor, Tensor]]:
+            return [(p.boxes, p.scores, p.labels) for p in self._predict_batch(crops, opts)]
+
+        boxes, scores, labels = predict_sliced(detect, to_uint8_chw(image), slicing, batch_size)
+        return Prediction(boxes.float(), scores.float(), labels, self.class_names, self.label_to_cat_id)
 
     def _predict_batch(self, items: list[ImageLike], opts: "HeadConfig") -> list[Prediction]:
         samples = []

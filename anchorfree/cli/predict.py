@@ -24,13 +24,25 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     help="bf16/AMP inference (default: on where the hardware supports it)")
     pr.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     add_inference_options(pr, 0.3)
+    g = pr.add_argument_group("sliced inference: small objects in large images (tiles merged as SAHI does)")
+    g.add_argument("--slice", type=int, metavar="S", help="detect on tiles of S px, each at the model's input size")
+    g.add_argument("--overlap", type=float, default=0.2, metavar="F",
+                   help="fraction of a tile shared with its neighbour, in [0, 1) (default 0.2)")
+    g.add_argument("--full-image", action="store_true", help="also detect on the whole image and merge it in")
+    g.add_argument("--merge", choices=["greedy_nmm", "nms"], default="greedy_nmm",
+                   help="merge across tiles: greedy non-maximum merging (union box) or NMS, on intersection over the "
+                        "smaller box (default greedy_nmm)")
     add_threads(pr)
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
     from ..api import load_model
+    from ..errors import AnchorfreeError
     from ..predict import annotation_ids, collect_images, predict_to_folder
 
+    if args.slice is not None and Path(args.checkpoint).suffix in (".onnx", ".pt2", ".torchscript"):
+        raise AnchorfreeError(f"--slice runs a checkpoint (a run folder or .pt file), not an export; pass the run "
+                              f"that {args.checkpoint} was exported from")
     fast = {"auto": None, "on": True, "off": False}[args.fast]
     model = load_model(args.checkpoint, device=args.device, fast=None if Path(args.checkpoint).suffix in
                        (".onnx", ".pt2", ".torchscript") else fast)
@@ -40,7 +52,10 @@ def cmd_predict(args: argparse.Namespace) -> None:
     image_ids, category_ids = None, None
     if args.annotations:
         image_ids, category_ids, paths = annotation_ids(args.annotations, paths, model.class_names)
-    done = predict_to_folder(model, paths, args.out, inference_options(args), image_ids, category_ids,
+    options = inference_options(args)
+    if args.slice is not None:
+        options.update(slice_size=args.slice, overlap=args.overlap, full_image=args.full_image, merge=args.merge)
+    done = predict_to_folder(model, paths, args.out, options, image_ids, category_ids,
                              orient=not args.annotations)  # scored against annotations: their stored pixel grid
     print(f"{done.detections} detections on {done.images} images; drawn images and results.json in {done.out}")
     if done.unreadable:
