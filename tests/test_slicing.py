@@ -137,3 +137,28 @@ def test_a_model_predicts_each_tile_at_its_own_size_and_the_cli_writes_image_pix
                            (r["bbox"] for r in results))
     assert main(["predict", str(tmp_path / "model.onnx"), str(path), "--out", str(tmp_path / "p2"), "--slice", "96"]) == 2
     assert "--slice runs a checkpoint" in capsys.readouterr().err
+
+
+def test_the_server_slices_on_request_and_refuses_slice_options_without_a_slice(tmp_path):
+    """``POST /predict?slice=96&overlap=0.25&merge=nms`` answers what ``Model(..., slice_size=96, ...)`` gives for
+    the same image; ``overlap`` without ``slice`` is a 422 naming what to add."""
+    pytest.importorskip("fastapi", reason="serving needs the serve extra")
+    httpx = pytest.importorskip("httpx", reason="the serving tests need httpx")
+    from test_serve import ServerThread, picture, png, write_tiny_run
+
+    from anchorfree import Model
+    from anchorfree.serve import create_app
+
+    model = Model(write_tiny_run(tmp_path / "run"), device="cpu", fast=False)
+    image = picture(230, 150)
+    want = model(image, slice_size=96, overlap=0.25, merge="nms", score_thresh=0.05)
+    app = create_app(model, max_image_pixels=1_000_000, max_body_bytes=2**20, batch_window_ms=1)
+    with ServerThread(app) as server, httpx.Client(base_url=server.url, timeout=60) as client:
+        answer = client.post("/predict?slice=96&overlap=0.25&merge=nms&score_thresh=0.05",
+                             content=png(image), headers={"Content-Type": "image/png"})
+        assert answer.status_code == 200, answer.text
+        got = answer.json()["detections"]
+        assert len(got) == len(want) > 0
+        np.testing.assert_allclose([d["box"] for d in got], np.asarray(want.boxes), atol=0.011)
+        refused = client.post("/predict?overlap=0.3", content=png(image), headers={"Content-Type": "image/png"})
+        assert refused.status_code == 422 and "add slice=S" in refused.json()["error"]

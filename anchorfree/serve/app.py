@@ -42,7 +42,7 @@ DEFAULT_BATCH_WINDOW_MS = 5.0
 DEFAULT_MAX_BATCH = 8
 
 NmsMode = Literal["classwise", "agnostic", "soft_gaussian", "soft_linear", "none"]
-QUERY_PARAMETERS = ("score_thresh", "max_detections", "nms", "nms_thresh")
+QUERY_PARAMETERS = ("score_thresh", "max_detections", "nms", "nms_thresh", "slice", "overlap", "full_image", "merge")
 ENDPOINTS = "GET / (web page), GET /health, GET /model, POST /predict, GET /openapi.json"
 
 
@@ -66,7 +66,8 @@ def _validation_message(exc: RequestValidationError) -> str:
         value = err.get("input")
         problems.append(f"{where}{'' if value is None else f' = {value!r}'}: {err.get('msg', 'invalid')}")
     return ("; ".join(problems) + ". Valid: score_thresh and nms_thresh in [0, 1], max_detections >= 1, nms one of "
-            "classwise, agnostic, soft_gaussian, soft_linear, none (e.g. /predict?score_thresh=0.3)")
+            "classwise, agnostic, soft_gaussian, soft_linear, none; slice >= 16 (px), overlap in [0, 1), full_image "
+            "true or false, merge greedy_nmm or nms (e.g. /predict?score_thresh=0.3&slice=640)")
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -167,6 +168,11 @@ def create_app(model: Any, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
         max_detections: Annotated[int | None, Query(ge=1, description="detections kept")] = None,
         nms: Annotated[NmsMode | None, Query(description="suppression (default: the model's)")] = None,
         nms_thresh: Annotated[float | None, Query(ge=0, le=1, description="IoU of hard NMS")] = None,
+        slice: Annotated[int | None, Query(ge=16, description="sliced inference: tiles of this many px (small objects "
+                                                              "in large images; a checkpoint, not an export)")] = None,
+        overlap: Annotated[float | None, Query(ge=0, lt=1, description="sliced: tile overlap (default 0.2)")] = None,
+        full_image: Annotated[bool | None, Query(description="sliced: also the whole image")] = None,
+        merge: Annotated[Literal["greedy_nmm", "nms"] | None, Query(description="sliced: merge across tiles")] = None,
     ) -> Any:
         """Detect objects in one image. Returns ``detections`` (``box`` ``[x1, y1, x2, y2]`` in the
         image's pixels, ``score``, ``label``, ``class_name``), ``image_size`` ``[h, w]``, ``model`` and
@@ -176,6 +182,11 @@ def create_app(model: Any, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
         image = await run_in_threadpool(decode_image, data, max_image_pixels)
         options = {"score_thresh": score_thresh, "max_detections": max_detections, "nms": nms,
                    "nms_thresh": nms_thresh}
+        if slice is not None:
+            options.update(slice_size=slice, overlap=overlap, full_image=full_image, merge=merge)
+        elif overlap is not None or full_image is not None or merge is not None:
+            raise RequestError(422, "overlap, full_image and merge apply to sliced inference: add slice=S (px), e.g. "
+                                    "/predict?slice=640&overlap=0.2")
         try:
             prediction = await batcher.submit(image, options)
         except AnchorfreeError as e:  # a valid option this model cannot apply (e.g. an nms an export lacks)
