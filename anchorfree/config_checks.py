@@ -154,6 +154,7 @@ RULES: dict[str, Range] = {
     "train.augment.affine_translate": Range(0, 1, hi_open=True),
     "train.augment.affine_degrees": Range(0, 180),
     "train.augment.affine_shear": Range(0, 90, hi_open=True),
+    "train.augment.crop_size": Range(-1, integer=True),
 }
 
 # path → the values it may take; model.head.* paths come from the head sections' table (config.HEAD_CHOICES)

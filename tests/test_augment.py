@@ -285,3 +285,30 @@ def test_close_mosaic_switches_at_the_right_epoch(small_synth: Path, tmp_path: P
     log = (tmp_path / "run" / "train.log").read_text()
     assert "epoch 2: mosaic/affine augmentation off (close_mosaic=1)" in log
     assert log.count("mosaic/affine augmentation") == 1
+
+
+def test_large_image_crops_keep_boxes_correct_on_hand_made_cases():
+    """A window of a large image: boxes shifted into window pixels, clipped to it, and dropped when less than half
+    of their area is inside; the window stays inside the image; auto picks input.max_size for large images only."""
+    from anchorfree.data.crops import crop_sample, large_image_crop, random_window
+
+    image = torch.arange(3 * 100 * 200, dtype=torch.int64).reshape(3, 100, 200).to(torch.uint8)
+    boxes = torch.tensor([[10.0, 10.0, 30.0, 30.0],     # fully inside the window (0..64, 0..64) → shifted by (5, 5)
+                          [50.0, 50.0, 90.0, 60.0],     # 19 of 40 px wide inside: 47.5% of its area, dropped
+                          [60.0, 40.0, 72.0, 50.0],     # 9 of 12 px inside: 75%, kept and clipped at x = 69 - 5
+                          [150.0, 10.0, 160.0, 20.0]])  # outside
+    labels = torch.tensor([1, 2, 3, 4])
+    window, got, kept = crop_sample(image, boxes, labels, 5, 5, 64)
+    assert window.shape == (3, 64, 64) and torch.equal(window, image[:, 5:69, 5:69])
+    assert kept.tolist() == [1, 3]
+    assert got.tolist() == [[5.0, 5.0, 25.0, 25.0], [55.0, 35.0, 64.0, 45.0]]
+    # a window at the border is cut to the image
+    window, got, kept = crop_sample(image, boxes, labels, 180, 80, 64)
+    assert window.shape == (3, 20, 20) and kept.tolist() == []
+    torch.manual_seed(0)
+    for _ in range(200):
+        x0, y0 = random_window(100, 200, 64, boxes)
+        assert 0 <= x0 <= 200 - 64 and 0 <= y0 <= 100 - 64
+    assert random_window(30, 40, 64, boxes[:0]) == (0, 0)  # a small image: the whole image
+    sizes = torch.tensor([[3000, 4000], [2000, 2500], [3000, 4000]])
+    assert large_image_crop(sizes, 640) == 640 and large_image_crop(torch.tensor([[480, 640]]), 640) == 0

@@ -496,3 +496,22 @@ def test_data_check_cli(base: Path, tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(["data", "check", str(root), "--no-images"]) == 2
     err = capsys.readouterr().err
     assert "1 problem in" in err and "truncated" not in err
+
+
+def test_object_sizes_at_the_input_are_computed_by_hand_and_data_check_says_when_they_vanish(small_synth):
+    """Two images (long sides 400 and 1000 px), three boxes: sqrt(w h) = 20, 40 and 10 px as stored; at a 100 px
+    input they become 20 * 100/400 = 5, 40 * 100/400 = 10 and 10 * 100/1000 = 1 px: median 5, two of three under
+    8 px. ``data check --input-size`` prints it, and the note to train on windows and predict with --slice."""
+    from anchorfree.data.crops import object_sizes
+
+    sizes = torch.tensor([[300, 400], [1000, 600]])
+    boxes = torch.tensor([[0.0, 0.0, 20.0, 20.0], [10.0, 10.0, 90.0, 30.0], [5.0, 5.0, 15.0, 15.0]])
+    got = object_sizes(sizes, boxes, torch.tensor([0, 0, 1]), 100)
+    assert got["images_long_side"] == 400.0  # torch's median of (400, 1000): the lower one
+    assert got["object_px"] == 20.0 and got["object_px_at_input"] == pytest.approx(5.0)
+    assert got["tiny_share"] == pytest.approx(2 / 3) and got["auto_crop"] == 100.0
+    assert main(["data", "check", str(small_synth), "--no-images", "--input-size", "32"]) == 0
+    report = check_dataset(small_synth, images=False, input_size=32)
+    lines = report.format_text()
+    assert "resized whole to a 32 px input" in lines and "predict with --slice" in lines
+    assert "note:" not in check_dataset(small_synth, images=False, input_size=320).format_text()

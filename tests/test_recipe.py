@@ -59,3 +59,21 @@ def test_trainer_trains_and_records_the_resolved_recipe(small_synth, tmp_path):
     assert saved.train.epochs == 2  # micro_config's own epochs, not the preset's: kept
     assert "train.recipe=auto: the small-data recipe (24 training images <= 1000)" in \
         (tmp_path / "run" / "train.log").read_text()
+
+
+def test_large_images_resolve_to_window_training_and_small_ones_do_not():
+    """``train.augment.crop_size=-1`` (auto): random windows of input.max_size when the training images' median long
+    side is >= 2x it (said so, with the --slice to predict with); whole images otherwise; a set value is kept."""
+    import torch
+
+    from anchorfree.engine.recipe import resolve_crop
+
+    cfg = get_preset("gfl_shufflenetv2_pan_nano")
+    assert cfg.train.augment.crop_size == -1 and cfg.model.input.max_size == 320
+    big, lines = resolve_crop(cfg, torch.tensor([[2472, 2299], [1035, 1249], [3000, 4000]]))
+    assert big.train.augment.crop_size == 320 and cfg.train.augment.crop_size == -1  # a copy: the input is kept
+    assert "crop_size=auto -> 320" in lines[0] and "median long side is 2472 px" in lines[0] and "--slice 320" in lines[0]
+    small, lines = resolve_crop(cfg, torch.tensor([[320, 320]] * 5))
+    assert small.train.augment.crop_size == 0 and lines == []
+    fixed, lines = resolve_crop(apply_overrides(cfg, ["train.augment.crop_size=512"]), torch.tensor([[320, 320]]))
+    assert fixed.train.augment.crop_size == 512 and "random 512 px windows" in lines[0]

@@ -47,6 +47,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        help="also write dataset_report.html: N images drawn with their ground-truth boxes, class "
                             "counts and box-size histograms (how label mistakes are found)")
     check.add_argument("--report-dir", metavar="DIR", help="folder for dataset_report.html (default: the dataset's)")
+    check.add_argument("--input-size", type=int, default=320, metavar="N",
+                       help="report the objects' sizes at a network input of N px (default 320, the light presets'): "
+                            "where they would vanish, it says to train on windows and predict with --slice")
     convert = data_sub.add_parser(
         "convert", help="convert a dataset to COCO, YOLO or Pascal VOC",
         description="Read SRC (a dataset folder or YAML in any of the three formats, checked as for training) and "
@@ -82,7 +85,7 @@ def cmd_data(args: argparse.Namespace) -> None:
             print(f"{split}: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
         print(f"wrote {summary['from']} dataset {args.src} as {args.to} to {args.dst} (spec: {summary['spec']})")
         return
-    report = check_dataset(args.data, images=args.images)
+    report = check_dataset(args.data, images=args.images, input_size=args.input_size)
     print(report.format_text())
     if args.show:
         from ..report import write_dataset_report

@@ -155,6 +155,9 @@ class AugmentConfig:
     affine_shear: float = 0.0  # max shear (degrees)
     min_area_ratio: float = 0.1  # after mosaic/affine, drop boxes keeping less of their area inside the image
     close_mosaic: int = 0  # the last N epochs train without mosaic and affine (YOLOv8's close_mosaic)
+    crop_size: int = -1  # large images: train on random windows of this many px at the image's resolution
+    #                       (data/crops.py); 0: whole images; -1: auto (input.max_size when the training images'
+    #                       median long side is >= 2x input.max_size, else 0)
 
 
 # ``train.*`` fields that may change on ``--resume``: they are applied to the rest of the run.

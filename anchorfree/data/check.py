@@ -27,9 +27,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO, Literal
 
+import numpy as np
+import torch
 from PIL import Image
 
 from anchorfree.data.coco import CocoDetection, load_image, size_mismatch_message
+from anchorfree.data.crops import object_sizes
 from anchorfree.data.report import LISTED_PER_KIND, DatasetReport, DatasetWarning, Problem, ProblemLog
 from anchorfree.data.spec import DataSpec, load_data_spec
 from anchorfree.errors import DatasetError
@@ -163,7 +166,7 @@ def _looks_complete(f: BinaryIO, kind: str | None, length: int) -> bool:
 
 
 def check_dataset(data: str | Path | DataSpec, images: ImageCheck = "headers",
-                  threads: int = DEFAULT_THREADS) -> DatasetReport:
+                  threads: int = DEFAULT_THREADS, input_size: int = 320) -> DatasetReport:
     """Check a dataset as training reads it, listing every problem instead of stopping at the first.
 
     Args:
@@ -173,6 +176,7 @@ def check_dataset(data: str | Path | DataSpec, images: ImageCheck = "headers",
         images: ``"headers"`` (default): the header pass of :func:`check_images`; ``True``: decode
             every image; ``False``: annotations only.
         threads: files the image pass checks at the same time.
+        input_size: the network input the object sizes are reported at (:func:`anchorfree.data.crops.object_sizes`).
 
     Returns:
         A :class:`DatasetReport`: ``report.ok`` is ``False`` exactly when training on the dataset
@@ -191,7 +195,7 @@ def check_dataset(data: str | Path | DataSpec, images: ImageCheck = "headers",
             spec = None
         if spec is not None:
             report.source, report.format = spec.source, spec.format
-            _check_splits(spec, images, threads, log, report)
+            _check_splits(spec, images, threads, log, report, input_size)
     for warning in caught:
         if isinstance(warning.message, (DatasetWarning, Image.DecompressionBombWarning)):
             log.absorb_warning(warning)
@@ -199,7 +203,8 @@ def check_dataset(data: str | Path | DataSpec, images: ImageCheck = "headers",
     return report
 
 
-def _check_splits(spec: DataSpec, images: ImageCheck, threads: int, log: ProblemLog, report: DatasetReport) -> None:
+def _check_splits(spec: DataSpec, images: ImageCheck, threads: int, log: ProblemLog, report: DatasetReport,
+                  input_size: int = 320) -> None:
     """Build each split's dataset as the trainer does (val checked against the train class names)."""
     try:
         names = spec.class_names
@@ -220,6 +225,11 @@ def _check_splits(spec: DataSpec, images: ImageCheck, threads: int, log: Problem
             names = dataset.class_names  # the trainer checks val against the training classes
         report.stats[split] = dict(dataset.stats)
         report.split_sources[split] = dataset.source
+        arrays = dataset.arrays()
+        counts = torch.from_numpy(np.diff(arrays["box_offsets"]))
+        report.sizes[split] = object_sizes(torch.from_numpy(arrays["sizes"].copy()), torch.from_numpy(arrays["boxes"].copy()),
+                                           torch.repeat_interleave(torch.arange(len(counts)), counts), input_size)
+        report.input_size = input_size
         if images is not False:
             check_images(dataset, decode=images is True, threads=threads, problems=log)
             report.images_checked[split] = len(dataset)

@@ -27,6 +27,7 @@ from anchorfree.errors import DatasetError
 from anchorfree.data.coco_json import (ANNOTATION_FIELDS, NAME_ERRORS, check_coco_dict, checked_image_columns, coco_source,
                                       contains, has_fields, image_columns, is_finite, is_number, lookup, pack_names,
                                       read_categories, read_coco_json, types_within)
+from anchorfree.data.crops import crop_sample, random_window
 from anchorfree.data.decode import load_image, size_mismatch_message
 
 __all__ = ["CocoDetection", "check_coco_dict", "coco_source", "load_image", "read_categories", "read_coco_json",
@@ -83,6 +84,7 @@ class CocoDetection(Dataset):
         self.image_dir = Path(image_dir)
         self.transforms = transforms
         self.train = train
+        self.crop_size = 0  # > 0: training samples are random windows of this size (data/crops.py)
         if isinstance(ann_file, dict):
             self.coco_json_path: Path | None = None
             self.source = coco_source(ann_file)
@@ -166,6 +168,9 @@ class CocoDetection(Dataset):
         start, end = self._offsets[index], self._offsets[index + 1]
         boxes = torch.from_numpy(self._boxes[start:end].copy()).reshape(-1, 4)
         labels = torch.from_numpy(self._labels[start:end].copy())
+        if self.crop_size > 0:  # large images: a random window at the image's own resolution (data/crops.py)
+            x0, y0 = random_window(image.shape[-2], image.shape[-1], self.crop_size, boxes)
+            image, boxes, labels = crop_sample(image, boxes, labels, x0, y0, self.crop_size)
         return image, boxes, labels, info
 
     def ground_truth(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -175,6 +175,8 @@ class DatasetReport:
     format: str | None = None
     problems: list[Problem] = field(default_factory=list)
     stats: dict[str, dict[str, int]] = field(default_factory=dict)
+    sizes: dict[str, dict[str, float]] = field(default_factory=dict)  # per split: data.crops.object_sizes
+    input_size: int = 320
     split_sources: dict[str, str] = field(default_factory=dict)
     class_names: list[str] = field(default_factory=list)
     images: str = "not checked"
@@ -218,6 +220,17 @@ class DatasetReport:
             if split in self.images_checked:
                 done = "decoded all" if self.images == "decoded" else "read the headers of all"
                 lines.append(f"  {done} {self.images_checked[split]} images")
+            size = self.sizes.get(split)
+            if size and size["objects"]:
+                n = self.input_size
+                lines.append(f"  objects: median {size['object_px']:.0f} px (sqrt(w h)) in images of median long side "
+                             f"{size['images_long_side']:.0f} px; resized whole to a {n} px input: median "
+                             f"{size['object_px_at_input']:.1f} px, {100 * size['tiny_share']:.0f}% under 8 px")
+                if size["tiny_share"] > 0.1 or size["auto_crop"]:
+                    crop = int(size["auto_crop"]) or n
+                    lines.append(f"  note: at a {n} px input many objects would vanish: train on windows "
+                                 f"(train.augment.crop_size={crop}; the default -1 does this for images >= 2x the "
+                                 f"input) and predict with --slice {crop}")
         if self.class_names:
             lines.append(f"classes ({len(self.class_names)}): {', '.join(self.class_names)}")
         for problem in self.warnings:

@@ -96,3 +96,28 @@ def resolve_recipe(cfg: Config, num_train: int, iters_per_epoch: int) -> tuple[C
 
 
 __all__ = ["CHOICES", "MIN_EPOCHS", "SMALL", "SMALL_DATA_IMAGES", "resolve_recipe"]
+
+
+def resolve_crop(cfg: Config, image_sizes: Any) -> tuple[Config, list[str]]:
+    """``train.augment.crop_size=-1`` (auto) resolved from the training images' sizes (``[N, 2]`` (h, w)) into a copy
+    of the config (:func:`anchorfree.data.crops.large_image_crop`), and the line that says what was chosen."""
+    import torch
+
+    from ..data.crops import LARGE_FACTOR, large_image_crop
+
+    a, inp = cfg.train.augment, cfg.model.input
+    sizes = torch.as_tensor(image_sizes).reshape(-1, 2)
+    long_side = int(sizes.max(dim=1).values.float().median()) if len(sizes) else 0
+    if a.crop_size == -1:
+        out = copy.deepcopy(cfg)
+        out.train.augment.crop_size = large_image_crop(sizes, inp.max_size)
+        if out.train.augment.crop_size == 0:
+            return out, []
+        return out, [f"train.augment.crop_size=auto -> {out.train.augment.crop_size}: the training images' median long "
+                     f"side is {long_side} px, at least {LARGE_FACTOR:g}x model.input.max_size={inp.max_size}, so the "
+                     f"samples are random {out.train.augment.crop_size} px windows at the images' resolution (predict "
+                     f"large images with --slice {out.train.augment.crop_size}; crop_size=0 trains on whole images)"]
+    if a.crop_size > 0:
+        return cfg, [f"train.augment.crop_size={a.crop_size}: random {a.crop_size} px windows at the images' "
+                     f"resolution (median long side {long_side} px)"]
+    return cfg, []

@@ -67,7 +67,7 @@ from .finetune import freeze, freeze_prefixes, keep_frozen_norms, load_pretraine
 from .hooks import TrainerHook
 from .loading import build_train_data, check_train_settings, dataset_problems_logged, setup_logging
 from .optim import ModelEMA, build_optimizer, build_scheduler, effective_lr
-from .recipe import resolve_recipe
+from .recipe import resolve_crop, resolve_recipe
 from .planning import TrainerPlanning
 from .resume import seed_everything
 from .state import TrainerState
@@ -151,9 +151,11 @@ class Trainer(TrainerState, TrainerPlanning):
         # the recipe for this dataset's size (engine/recipe.py): a resolved copy of the config, saved as config.yaml
         batches = math.ceil(len(self.train_set) / self.effective_batch)
         cfg, recipe_lines = resolve_recipe(cfg, len(self.train_set), batches)
+        cfg, crop_lines = resolve_crop(cfg, self.train_set.arrays()["sizes"])
         self.cfg, t, m = cfg, cfg.train, cfg.model
-        for line in recipe_lines:
+        for line in recipe_lines + crop_lines:
             self._say(line)
+        self.train_set.crop_size = t.augment.crop_size
         a = t.augment
         self.train_set.transforms = build_transforms(True, tuple(a.multiscale_min_sizes) or m.input.min_size,
                                                      m.input.max_size, a.hflip_prob, a.color_jitter,
