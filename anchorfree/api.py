@@ -115,7 +115,7 @@ class Model:
 
     def __call__(self, images: ImageLike | list[ImageLike], score_thresh: float | None = None,
                  batch_size: int = 8, slice_size: int | None = None, overlap: float = 0.2, full_image: bool = False,
-                 merge: str = "greedy_nmm", **options: Any) -> Prediction | list[Prediction]:
+                 merge: str = "nms", **options: Any) -> Prediction | list[Prediction]:
         """Detect objects; one :class:`Prediction` per image (a list when given a list).
 
         ``score_thresh`` and the other keyword ``options`` (``nms="agnostic"``, ``nms_thresh``,
@@ -124,7 +124,7 @@ class Model:
 
         ``slice_size=S`` detects small objects in large images: tiles of S px sharing ``overlap`` of their side,
         each run at the model's input size (``batch_size`` tiles at a time), merged across tiles by ``merge``
-        (``greedy_nmm`` or ``nms``, on intersection over the smaller box, as SAHI), plus the whole image with
+        (``nms`` or ``greedy_nmm``, on intersection over the smaller box, as SAHI), plus the whole image with
         ``full_image`` (:mod:`anchorfree.inference.slicing`)."""
         # parsed once, here: a wrong option fails before any image is read
         opts = self.detector.head.inference_options(score_thresh=score_thresh, **options)

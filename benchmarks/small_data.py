@@ -19,6 +19,8 @@ Datasets (COCO layout: ``train/annotations.json``, ``train/images/``, ``val/...`
 * ``yell2``: ``2019_YELL_2_528000_4978000_image_crop2`` (2299 x 2472 px, 574 trees), one class ``tree``;
 * ``yell1``: ``2019_YELL_2_541000_4977000_image_crop`` (1249 x 1035 px, 279 trees);
 * ``yell_both``: both of them;
+* ``yell_large``: ``yell_both``'s training tiles; its validation strips kept whole (2299 x 640 and 1249 x 315 px
+  with ~40 px crowns): large images with small objects, for sliced inference (``eval --slice``);
 * ``neon4``: ``yell_both`` plus ``OSBS_029`` (400 x 400, Florida) tiled into the training split and
   ``SOAP_061`` (400 x 400, California) into the validation split (another site: a domain shift);
 * ``synth50``, ``synth200``: generated photograph-like data (:func:`anchorfree.data.generate_photo_dataset`),
@@ -55,7 +57,10 @@ REAL = {
     "yell1": [(YELL1, "both")],
     "yell_both": [(YELL2, "both"), (YELL1, "both")],
     "neon4": [(YELL2, "both"), (YELL1, "both"), ("OSBS_029", "train"), ("SOAP_061", "val")],
+    "yell_large": [(YELL2, "both"), (YELL1, "both")],
 }
+# datasets whose validation regions are kept whole (large images with small objects: for sliced inference)
+WHOLE_VAL = {"yell_large"}
 SYNTH = {"synth50": 50, "synth200": 200}
 DATASETS = (*REAL, *SYNTH)
 CLASS_NAME = "tree"
@@ -137,7 +142,8 @@ def build_real(name: str, out: Path, wheel: Path, tile: int = 320, val_fraction:
                 regions = [(where, (0, 0, width, height), where == "train")]
             for split, region, cover in regions:
                 data = splits[split]
-                for crop, (tx, ty), kept in tile_image(image, boxes, region, tile, cover):
+                whole = split == "val" and name in WHOLE_VAL
+                for crop, (tx, ty), kept in tile_image(image, boxes, region, 10 ** 6 if whole else tile, cover or whole):
                     image_id = len(data["images"]) + 1
                     file_name = f"{stem}_{tx}_{ty}.png"
                     crop.save(out / split / "images" / file_name)

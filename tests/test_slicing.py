@@ -51,8 +51,8 @@ def test_merges_are_sahis(seed, metric, agnostic):
 
 
 def test_detections_are_shifted_to_image_pixels_and_merged_across_tiles():
-    """A fake detector that finds every bright square of a tile (in tile pixels): the sliced prediction returns
-    each square once, in image pixels, also the one cut by the tile border (merged by IoS)."""
+    """A fake detector that finds every bright square of a tile (in tile pixels; a square cut by the tile border
+    scores lower): the sliced prediction returns each square once, in image pixels, with both merges (IoS)."""
     image = torch.zeros(3, 300, 500, dtype=torch.uint8)
     squares = [(20, 30, 40, 50), (180, 100, 200, 120), (300, 200, 330, 230), (460, 260, 490, 290)]
     for x0, y0, x1, y1 in squares:
@@ -71,12 +71,14 @@ def test_detections_are_shifted_to_image_pixels_and_merged_across_tiles():
                     if mask[yr[0]:yr[1] + 1, xr[0]:xr[1] + 1].all():
                         boxes.append([xr[0], yr[0], xr[1] + 1, yr[1] + 1])
             b = torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)
-            out.append((b, torch.full((len(b),), 0.9), torch.zeros(len(b), dtype=torch.long)))
+            area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+            out.append((b, 0.5 + area / 10_000, torch.zeros(len(b), dtype=torch.long)))  # a cut square scores lower
         return out
 
-    boxes, scores, labels = predict_sliced(detect, image, SliceOptions(size=192, overlap=0.2))
-    assert sorted(tuple(int(v) for v in b) for b in boxes) == sorted(squares)
-    assert scores.tolist() == pytest.approx([0.9] * 4) and labels.tolist() == [0] * 4
+    for merge in ("nms", "greedy_nmm"):
+        boxes, scores, labels = predict_sliced(detect, image, SliceOptions(size=192, overlap=0.2, merge=merge))
+        assert sorted(tuple(int(v) for v in b) for b in boxes) == sorted(squares), merge
+        assert sorted(scores.tolist()) == pytest.approx([0.54, 0.54, 0.59, 0.59]) and labels.tolist() == [0] * 4
 
 
 def _runs(values: torch.Tensor) -> list[tuple[int, int]]:

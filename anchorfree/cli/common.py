@@ -37,3 +37,16 @@ def clean_message(message: str) -> str:
         last = message.strip().splitlines()[-1]
         return last.split(": ", 1)[1] if ": " in last else last
     return message
+
+
+def add_slice_options(parser: argparse.ArgumentParser) -> None:
+    """Sliced inference (``predict``, ``eval``): small objects in large images, tiles merged as SAHI does."""
+    g = parser.add_argument_group("sliced inference: small objects in large images (tiles merged as SAHI does)")
+    g.add_argument("--slice", type=int, metavar="S", help="detect on tiles of S px, each at the model's input size")
+    g.add_argument("--overlap", type=float, default=0.2, metavar="F",
+                   help="fraction of a tile shared with its neighbour, in [0, 1) (default 0.2)")
+    g.add_argument("--full-image", action="store_true", help="also detect on the whole image and merge it in")
+    g.add_argument("--merge", choices=["nms", "greedy_nmm"], default="nms",
+                   help="merge across tiles on intersection over the smaller box: NMS (default), or greedy "
+                        "non-maximum merging (SAHI's default: union boxes; it fused neighbouring objects in dense "
+                        "scenes)")

@@ -5,7 +5,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .common import add_threads, add_inference_options, inference_options
+from .common import add_inference_options, add_slice_options, add_threads, inference_options
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -26,6 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     help="COCO metrics implementation (identical numbers; faster-coco-eval is quicker)")
     ev.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     add_inference_options(ev, None)
+    add_slice_options(ev)
     add_threads(ev)
 
 
@@ -35,6 +36,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from ..data import load_data_spec
     from ..inference.checkpoint import load_detector
     from ..inference.evaluate import add_file_names, make_eval_dataset, predict_dataset, score_results
+    from ..inference.slicing import SliceOptions
     from ..errors import DatasetError
     from ..evaluation import format_metrics_table, save_metrics
     from ..models.fuse import inference_detector
@@ -49,7 +51,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
                            "was trained for")
     model = inference_detector(model.to(select_device(args.device)), args.fast)
     with torch.inference_mode():
-        results = predict_dataset(model, dataset, args.batch_size, args.workers, fast=args.fast,
+        slicing = None if args.slice is None else SliceOptions(args.slice, args.overlap, args.full_image, args.merge)
+        results = predict_dataset(model, dataset, args.batch_size, args.workers, fast=args.fast, slicing=slicing,
                                   **inference_options(args))
     result = score_results(dataset, results, backend=args.backend)
     print(format_metrics_table(result))

@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import add_threads, add_inference_options, inference_options
+from .common import add_inference_options, add_slice_options, add_threads, inference_options
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -24,14 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     help="bf16/AMP inference (default: on where the hardware supports it)")
     pr.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     add_inference_options(pr, 0.3)
-    g = pr.add_argument_group("sliced inference: small objects in large images (tiles merged as SAHI does)")
-    g.add_argument("--slice", type=int, metavar="S", help="detect on tiles of S px, each at the model's input size")
-    g.add_argument("--overlap", type=float, default=0.2, metavar="F",
-                   help="fraction of a tile shared with its neighbour, in [0, 1) (default 0.2)")
-    g.add_argument("--full-image", action="store_true", help="also detect on the whole image and merge it in")
-    g.add_argument("--merge", choices=["greedy_nmm", "nms"], default="greedy_nmm",
-                   help="merge across tiles: greedy non-maximum merging (union box) or NMS, on intersection over the "
-                        "smaller box (default greedy_nmm)")
+    add_slice_options(pr)
     add_threads(pr)
 
 

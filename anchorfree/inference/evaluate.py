@@ -15,6 +15,7 @@ from ..evaluation import coco_evaluate, coco_result
 from ..models.detector import Detector
 from ..runtime import autocast
 from ..structures import Detections
+from .slicing import SliceOptions, predict_sliced
 
 
 def detections_to_coco(dets: list[Detections], image_ids: list[int], label_to_cat_id: dict[int, int]) -> list[dict]:
@@ -37,12 +38,16 @@ def make_eval_dataset(model: Detector, ann_file: str | Path | dict, image_dir: s
 
 @torch.no_grad()
 def predict_dataset(model: Detector, dataset: CocoDetection, batch_size: int = 8, workers: int = 2,
-                    fast: bool = False, progress: bool = True, **options: Any) -> list[dict]:
+                    fast: bool = False, progress: bool = True, slicing: SliceOptions | None = None,
+                    **options: Any) -> list[dict]:
     """COCO-format results for every image of ``dataset``; ``options`` are inference options of the head
-    (``nms="soft_gaussian"``, ``score_thresh``…)."""
+    (``nms="soft_gaussian"``, ``score_thresh``…). With ``slicing`` each image is predicted in tiles at its own
+    resolution (:mod:`anchorfree.inference.slicing`), ``batch_size`` tiles at a time."""
     opts = model.head.inference_options(**options)  # parsed once: a wrong option fails before the loop
     model.eval()
     device = model.device
+    if slicing is not None:
+        return _predict_sliced_dataset(model, dataset, batch_size, fast, progress, slicing, opts)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
                         collate_fn=make_collate(model.cfg.input.size_divisor))
     results: list[dict] = []
@@ -54,12 +59,38 @@ def predict_dataset(model: Detector, dataset: CocoDetection, batch_size: int = 8
     return results
 
 
+def _predict_sliced_dataset(model: Detector, dataset: CocoDetection, batch_size: int, fast: bool, progress: bool,
+                            slicing: SliceOptions, opts: Any) -> list[dict]:
+    """:func:`predict_dataset` in tiles: every image as stored, cut and merged by ``slicing``; each tile resized as
+    the model's input (the dataset's own transform)."""
+    transform, divisor = dataset.transforms, model.cfg.input.size_divisor
+
+    def detect(crops: list[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        samples = []
+        for crop in crops:
+            empty = torch.zeros(0, 4)
+            resized, _, _, scale = transform(crop, empty, torch.zeros(0, dtype=torch.long))
+            samples.append((resized, {"boxes": empty, "labels": torch.zeros(0, dtype=torch.long), "image_id": -1,
+                                      "orig_size": torch.tensor(crop.shape[-2:]), "scale": scale}))
+        batch = make_collate(divisor)(samples).to(model.device)
+        with autocast(model.device, enabled=fast):
+            dets = model.predict(batch, opts=opts)
+        return [(d.boxes.float().cpu(), d.scores.float().cpu(), d.labels.cpu()) for d in dets]
+
+    results: list[dict] = []
+    for index in tqdm(range(len(dataset)), desc="evaluate (sliced)", unit="img", disable=not progress, leave=False):
+        image, _, _, info = dataset.load_sample(index)
+        boxes, scores, labels = predict_sliced(detect, image, slicing, batch_size)
+        results += detections_to_coco([Detections(boxes, scores, labels)], [info["id"]], dataset.label_to_cat_id)
+    return results
+
+
 def evaluate_dataset(model: Detector, dataset: CocoDetection, batch_size: int = 8, workers: int = 2,
                      fast: bool = False, progress: bool = True, backend: str = "faster",
-                     **options: Any) -> dict[str, Any]:
+                     slicing: SliceOptions | None = None, **options: Any) -> dict[str, Any]:
     """COCO metrics (the 12 numbers + per-class AP) of ``model`` on ``dataset``; ``options`` as
     :func:`predict_dataset`."""
-    results = predict_dataset(model, dataset, batch_size, workers, fast, progress, **options)
+    results = predict_dataset(model, dataset, batch_size, workers, fast, progress, slicing, **options)
     return score_results(dataset, results, backend)
 
 

@@ -35,7 +35,7 @@ class SliceOptions:
     size: int  # tile side in pixels
     overlap: float = 0.2  # fraction of a tile shared with its neighbour, in [0, 1)
     full_image: bool = False  # also detect on the whole image (at the model's size) and merge it in
-    merge: str = "greedy_nmm"  # greedy_nmm | nms
+    merge: str = "nms"  # nms | greedy_nmm (SAHI's default; it fused neighbouring tree crowns, BENCHMARKS.md)
     match_metric: str = "ios"  # ios | iou
     match_threshold: float = 0.5
     class_agnostic: bool = False
