@@ -11,6 +11,7 @@ This module imports without PyTorch (then only :func:`load_model` on an exported
 from __future__ import annotations
 
 from pathlib import Path
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
@@ -139,6 +140,20 @@ class Model:
                 for start in range(0, len(items), batch_size):
                     results += self._predict_batch(items[start:start + batch_size], opts)
         return results[0] if single else results
+
+    def stream(self, source: str | Path, vid_stride: int = 1, max_frames: int | None = None, track: bool = False,
+               **options: Any) -> Iterator[tuple[Any, Prediction]]:
+        """``(frame, prediction)`` for every frame of a video file, a folder or glob of frames, a stream URL or a
+        webcam index, one at a time (constant memory); ``frame.index``, ``frame.time_s``, ``frame.image`` (RGB
+        ``[H, W, 3]``). With ``track=True`` objects are tracked across frames (ByteTrack) and each prediction has
+        ``track_ids``. ``options`` as for a call (``score_thresh``, ``slice_size``…)."""
+        from .inference.video import stream_predictions
+
+        return stream_predictions(self, source, vid_stride, max_frames, track, options)
+
+    def track(self, source: str | Path, **kwargs: Any) -> Iterator[tuple[Any, Prediction]]:
+        """:meth:`stream` with tracking."""
+        return self.stream(source, track=True, **kwargs)
 
     def _predict_sliced(self, image: ImageLike, opts: "HeadConfig", slicing: "SliceOptions",
                         batch_size: int) -> Prediction:

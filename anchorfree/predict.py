@@ -51,8 +51,8 @@ def collect_images(inputs: list[str]) -> list[Path]:
         raise AnchorfreeError(f"{first} {video_problem(container)}{more}")
     if videos:
         listed = ", ".join(str(v) for v, _ in videos[:5]) + (f" and {len(videos) - 5} more" if len(videos) > 5 else "")
-        print(f"note: skipped {len(videos)} video file(s): {listed} — video is not supported; predict on their frames "
-              "(e.g. ffmpeg -i video.mp4 -vf fps=5 frames/%06d.jpg)", file=sys.stderr)
+        print(f"note: skipped {len(videos)} video file(s) of the folder(s): {listed} — pass a video file by name to "
+              "predict it frame by frame", file=sys.stderr)
     if not paths:
         raise AnchorfreeError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found in {' '.join(inputs)}")
     return paths

@@ -4,7 +4,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from PIL import Image
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
 from torch import Tensor
 from torchvision.utils import draw_bounding_boxes
 
@@ -59,10 +61,34 @@ def draw_ground_truth(image: Tensor, boxes: Tensor, labels: Tensor, class_names:
     return draw_boxes(image, boxes, names, [class_color(label) for label in labels], width)
 
 
+def draw_tracks(image: np.ndarray, boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, track_ids: np.ndarray,
+                class_names: Sequence[str] | None = None,
+                trails: dict[int, list[tuple[float, float]]] | None = None, trail: int = 20) -> np.ndarray:
+    """``uint8 [H, W, 3]`` video frame with its detections (captioned with the class, the track id ``#k`` when
+    tracked, and the score) and each track's last ``trail`` centres as a short line, in the track's colour."""
+    frame = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+    tracked = [int(t) >= 0 for t in track_ids]
+    names = [(class_names[int(c)] if class_names else str(int(c))) for c in labels]
+    captions = [f"{n} #{int(t)} {float(s):.2f}" if k else f"{n} {float(s):.2f}"
+                for n, t, s, k in zip(names, track_ids, scores, tracked)]
+    colors = [class_color(int(t)) if k else class_color(int(c)) for c, t, k in zip(labels, track_ids, tracked)]
+    frame = draw_boxes(frame, torch.as_tensor(np.asarray(boxes, dtype=np.float32)).reshape(-1, 4), captions, colors)
+    out = Image.fromarray(frame.permute(1, 2, 0).numpy())
+    if trails:
+        pen = ImageDraw.Draw(out)
+        for t in track_ids:
+            points = trails.get(int(t), [])[-trail:]
+            if len(points) > 1:
+                pen.line([(float(x), float(y)) for x, y in points], fill=class_color(int(t)),
+                         width=line_width(frame))
+    return np.asarray(out)
+
+
 def save_image(image: Tensor, path: str | Path) -> None:
     """Write a ``uint8 [3, H, W]`` image (JPEG quality 92 for ``.jpg``)."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(image.permute(1, 2, 0).cpu().numpy()).save(path, quality=92)
 
 
-__all__ = ["class_color", "draw_boxes", "draw_detections", "draw_ground_truth", "line_width", "save_image"]
+__all__ = ["class_color", "draw_boxes", "draw_detections", "draw_ground_truth", "draw_tracks", "line_width",
+           "save_image"]

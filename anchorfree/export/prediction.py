@@ -21,6 +21,7 @@ class Prediction:
     labels: Any
     class_names: list[str]
     label_to_cat_id: dict[int, int]
+    track_ids: Any = None  # [N] track ids when tracked across video frames (Model.stream(..., track=True))
 
     @property
     def names(self) -> list[str]:
