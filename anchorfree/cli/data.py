@@ -27,6 +27,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     synth.add_argument("--min-size", type=int, default=None,
                        help="smallest image side in pixels (default 256 for shapes, 192 for photos)")
     synth.add_argument("--max-size", type=int, default=320, help="largest image side in pixels (default 320)")
+    synth.add_argument("--video", action="store_true",
+                       help="write a video with tracking ground truth instead: OUT/video.mp4 (moving, crossing, "
+                            "occluding shapes) and OUT/gt.txt (MOT challenge); needs the video extra")
+    synth.add_argument("--frames", type=int, default=60, help="--video: number of frames (default 60, 10 fps)")
     check = data_sub.add_parser(
         "check", help="validate a dataset and print its statistics",
         description="Read DATA as training does and list every problem found, not only the first: errors "
@@ -68,6 +72,12 @@ def cmd_data(args: argparse.Namespace) -> None:
     from ..data import check_dataset, convert_dataset, generate_photo_dataset, generate_synthetic_dataset
     from ..errors import DatasetError
 
+    if args.data_command == "synth" and args.video:
+        from ..data.synth_video import generate_video
+
+        out = generate_video(args.out, frames=args.frames, size=(args.min_size or 240, args.max_size), seed=args.seed)
+        print(f"wrote {args.frames} frames to {out / 'video.mp4'} and their tracks to {out / 'gt.txt'} (MOT challenge)")
+        return
     if args.data_command == "synth":
         make = generate_photo_dataset if args.style == "photos" else generate_synthetic_dataset
         min_size = args.min_size if args.min_size is not None else (192 if args.style == "photos" else 256)
