@@ -102,6 +102,19 @@ def test_bad_slice_options_are_refused_by_name(kwargs, match):
         SliceOptions(**kwargs)
 
 
+def test_a_slice_larger_than_the_image_says_it_predicts_the_image_whole():
+    image = torch.zeros(3, 100, 150, dtype=torch.uint8)
+    calls = []
+
+    def detect(crops):
+        calls.append([tuple(c.shape) for c in crops])
+        return [(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.long)) for _ in crops]
+
+    with pytest.warns(UserWarning, match=r"slice size 256 px is not smaller than the image \(150x100 px\)"):
+        predict_sliced(detect, image, SliceOptions(size=256))
+    assert calls == [[(3, 100, 150)]]
+
+
 def test_a_model_predicts_each_tile_at_its_own_size_and_the_cli_writes_image_pixels(tmp_path, capsys):
     """``Model(..., slice_size=S)``: every tile is predicted as the model predicts that crop on its own (resized to
     the model's input), shifted to image pixels, then merged; ``predict --slice`` writes those boxes, all inside

@@ -15,6 +15,7 @@ large objects.
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -164,6 +165,9 @@ def predict_sliced(detect: Callable[[Sequence[Tensor]], list[tuple[Tensor, Tenso
     tiles (and the whole image with ``opts.full_image``), merged. ``detect`` takes a list of images and returns
     per image ``(boxes, scores, labels)`` in that image's pixels (a model resizes each to its own input size)."""
     height, width = int(image.shape[-2]), int(image.shape[-1])
+    if opts.size >= max(height, width):
+        warnings.warn(f"slice size {opts.size} px is not smaller than the image ({width}x{height} px): it is "
+                      "predicted whole, as without slicing; choose a slice below the image's sides", stacklevel=2)
     windows = slice_windows(height, width, opts.size, opts.overlap)
     crops = [image[:, y0:y1, x0:x1] for x0, y0, x1, y1 in windows]
     found_boxes, found_scores, found_labels = [], [], []
