@@ -217,9 +217,6 @@ class DatasetReport:
         for split, stats in self.stats.items():
             lines.append(f"{split}: {self.split_sources.get(split, '')}  " +
                          ", ".join(f"{k}={v}" for k, v in stats.items()))
-            if split in self.images_checked:
-                done = "decoded all" if self.images == "decoded" else "read the headers of all"
-                lines.append(f"  {done} {self.images_checked[split]} images")
             size = self.sizes.get(split)
             if size and size["objects"]:
                 n = self.input_size
@@ -231,6 +228,9 @@ class DatasetReport:
                     lines.append(f"  note: at a {n} px input many objects would vanish: train on windows "
                                  f"(train.augment.crop_size={crop}; the default -1 does this for images >= 2x the "
                                  f"input) and predict with --slice {crop}")
+            if split in self.images_checked:
+                done = "decoded all" if self.images == "decoded" else "read the headers of all"
+                lines.append(f"  {done} {self.images_checked[split]} images")
         if self.class_names:
             lines.append(f"classes ({len(self.class_names)}): {', '.join(self.class_names)}")
         for problem in self.warnings:

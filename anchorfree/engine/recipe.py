@@ -101,12 +101,13 @@ __all__ = ["CHOICES", "MIN_EPOCHS", "SMALL", "SMALL_DATA_IMAGES", "resolve_recip
 def resolve_crop(cfg: Config, image_sizes: Any) -> tuple[Config, list[str]]:
     """``train.augment.crop_size=-1`` (auto) resolved from the training images' sizes (``[N, 2]`` (h, w)) into a copy
     of the config (:func:`anchorfree.data.crops.large_image_crop`), and the line that says what was chosen."""
+    import numpy as np
     import torch
 
     from ..data.crops import LARGE_FACTOR, large_image_crop
 
     a, inp = cfg.train.augment, cfg.model.input
-    sizes = torch.as_tensor(image_sizes).reshape(-1, 2)
+    sizes = torch.as_tensor(np.array(image_sizes)).reshape(-1, 2)
     long_side = int(sizes.max(dim=1).values.float().median()) if len(sizes) else 0
     if a.crop_size == -1:
         out = copy.deepcopy(cfg)
