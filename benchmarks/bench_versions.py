@@ -43,7 +43,7 @@ for name, size, batch in json.loads(sys.argv[1]):
     g = torch.Generator().manual_seed(1)
     images = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8, generator=g)
     samples = [(img, {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long), "image_id": i,
-                      "orig_size": torch.tensor([size, size]), "scale": 1.0}) for i, img in enumerate(images)]
+                      "orig_size": torch.tensor([size, size]), "scale": torch.ones(2)}) for i, img in enumerate(images)]
     batch_ = collate(samples, cfg.input.size_divisor)
     with torch.no_grad():
         for _ in range(2):
