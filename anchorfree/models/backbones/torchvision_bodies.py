@@ -27,6 +27,7 @@ from torchvision.ops import FrozenBatchNorm2d
 
 from ...config import BackboneConfig
 from ...errors import CheckpointError, ConfigError
+from ...config_checks import check_choice
 
 
 def norm_layer(kind: str, groups: int = 32) -> type[nn.Module] | partial:
@@ -228,8 +229,7 @@ class Backbone(nn.Module):
             raise ConfigError(f"backbone.frozen_stages must be within 0..4, got {cfg.frozen_stages}")
         spec = BODIES[cfg.name]
         body = spec.build(cfg.norm)
-        if cfg.style not in ("pytorch", "caffe"):
-            raise ConfigError(f"backbone.style must be pytorch or caffe, got '{cfg.style}'")
+        check_choice("model.backbone.style", cfg.style)
         if cfg.style == "caffe":
             caffe_style(body)
         if cfg.norm_eps is not None:

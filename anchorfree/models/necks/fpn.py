@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn, Tensor
 
 from ...config import NeckConfig
-from ...errors import ConfigError
+from ...config_checks import check_choice
 
 
 def _init(conv: nn.Conv2d) -> nn.Conv2d:
@@ -21,8 +21,7 @@ def _init(conv: nn.Conv2d) -> nn.Conv2d:
 class FPN(nn.Module):
     def __init__(self, in_channels: list[int], cfg: NeckConfig) -> None:
         super().__init__()
-        if cfg.extra_from not in ("p5", "c5"):
-            raise ConfigError(f"neck.extra_from must be p5 or c5, got '{cfg.extra_from}'")
+        check_choice("model.neck.extra_from", cfg.extra_from)
         c = cfg.out_channels
         self.inner_blocks = nn.ModuleList(_init(nn.Conv2d(ch, c, 1)) for ch in in_channels)
         self.layer_blocks = nn.ModuleList(_init(nn.Conv2d(c, c, 3, padding=1)) for _ in in_channels)

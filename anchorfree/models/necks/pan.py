@@ -21,12 +21,10 @@ import torch.nn.functional as F
 from torch import nn, Tensor
 
 from ...config import NeckConfig
-from ...errors import ConfigError
+from ...config_checks import check_choice
 from .fpn import _init
 from ..layers import conv_block
 
-BLOCKS = ("dwconv", "conv", "none")
-DOWNSAMPLES = ("interp", "conv")
 
 
 class PAN(nn.Module):
@@ -34,10 +32,8 @@ class PAN(nn.Module):
 
     def __init__(self, in_channels: list[int], cfg: NeckConfig) -> None:
         super().__init__()
-        if cfg.block not in BLOCKS:
-            raise ConfigError(f"neck.block must be one of {', '.join(BLOCKS)}, got '{cfg.block}'")
-        if cfg.downsample not in DOWNSAMPLES:
-            raise ConfigError(f"neck.downsample must be one of {', '.join(DOWNSAMPLES)}, got '{cfg.downsample}'")
+        check_choice("model.neck.block", cfg.block)
+        check_choice("model.neck.downsample", cfg.downsample)
         c, strided = cfg.out_channels, ("conv" if cfg.block == "none" else cfg.block)
 
         def block(kind: str, stride: int = 1) -> nn.Module:
