@@ -22,8 +22,7 @@ from .training import run_training, start_or_resume
 
 DEMO_PRESET = "gfl_shufflenetv2_pan_nano"
 PREDICT_MINUTES = 0.15  # drawing predictions on 8 images after training
-DEMO_OVERRIDES = ["input.min_size=192", "input.max_size=192", "train.eval_interval=0", "train.warmup_iters=50",
-                  "train.recipe=preset"]  # the preset's recipe: tuned on these shapes; the small-data one halves the epochs
+DEMO_OVERRIDES = ["input.min_size=192", "input.max_size=192", "train.eval_interval=0", "train.warmup_iters=50"]
 
 
 def run_demo(out: str | Path = "runs/demo", minutes: float = 3.0, progress: bool = True,
