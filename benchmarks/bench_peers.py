@@ -67,6 +67,7 @@ except ImportError:  # a virtual environment (e.g. ultralytics') that does not s
 
 from anchorfree.config import apply_overrides  # noqa: E402
 from anchorfree.data import generate_photo_dataset, generate_synthetic_dataset, load_data_spec  # noqa: E402
+from timing import cpu_flags  # noqa: E402
 from anchorfree.data.coco import read_categories, read_coco_json  # noqa: E402
 from anchorfree.compare import METRICS, compare, inference_speed  # noqa: E402
 from anchorfree.inference.evaluate import make_eval_dataset, predict_dataset  # noqa: E402
@@ -448,16 +449,6 @@ def main(argv: list[str] | None = None) -> int:
         print("no result (see WORK/logs): " + ", ".join(sorted(missing)))
         return 1
     return 0
-
-
-def cpu_flags() -> str:
-    """The SIMD flags that decide which convolution kernels run (from /proc/cpuinfo on Linux)."""
-    try:
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
-    except (OSError, StopIteration):
-        return "unknown"
-    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
-    return " ".join(f for f in wanted if f in flags.split()) or "no AVX2"
 
 
 def throughput(args, spec, work: Path) -> int:
