@@ -50,21 +50,24 @@ def _require_torch(what: str) -> None:
                               "without it: anchorfree.load_model('model.onnx')")
 
 
-def load_model(path: str | Path, device: str = "auto", fast: bool | None = None) -> "Model | ExportedModel":
+def load_model(path: str | Path, device: str = "auto", fast: bool | None = None,
+               threads: int | None = None) -> "Model | ExportedModel":
     """A model ready for inference, whatever was saved: a run folder or ``.pt`` checkpoint gives a
-    :class:`Model` (PyTorch); an exported ``.onnx`` (onnxruntime; no PyTorch needed), ``.pt2`` or
-    ``.torchscript`` file gives an :class:`~anchorfree.export.predictor.ExportedModel`. Both are called the
-    same way and return :class:`Prediction` objects.
+    :class:`Model` (PyTorch); an exported ``.onnx`` (onnxruntime; no PyTorch needed), OpenVINO ``.xml``,
+    ``.pt2`` or ``.torchscript`` file gives an :class:`~anchorfree.export.predictor.ExportedModel`. Both are
+    called the same way and return :class:`Prediction` objects.
 
     ``fast`` (bf16/AMP, channels_last) applies to PyTorch checkpoints only; an export runs as it was
-    exported (``export_model(..., half=True)`` for fp16)."""
+    exported (``export_model(..., half=True)`` for fp16, ``int8=True`` for int8). ``threads``: the CPU threads
+    of an export's runtime (default ``$ANCHORFREE_RUNTIME_THREADS``, else one per core); a PyTorch model uses
+    torch's (``torch.set_num_threads``)."""
     from .export.predictor import ExportedModel, export_format
 
     if export_format(path) is not None:
         if fast:
             raise ConfigError(f"fast=True applies to PyTorch checkpoints; {Path(path).name} is an export and runs in "
                               "the precision it was exported with (export_model(..., half=True) for fp16)")
-        return ExportedModel(path, device=device)
+        return ExportedModel(path, device=device, threads=threads)
     return Model(path, device=device, fast=fast)
 
 

@@ -7,10 +7,9 @@ from torch import Tensor
 
 def distance2bbox(points: Tensor, distances: Tensor) -> Tensor:
     """Decode ``(l, t, r, b)`` distances from points ``[..., 2]`` into ``xyxy`` boxes (FCOS Eq. 1)."""
-    x, y = points[..., 0], points[..., 1]
-    return torch.stack(
-        (x - distances[..., 0], y - distances[..., 1], x + distances[..., 2], y + distances[..., 3]), dim=-1
-    )
+    # one subtraction and one addition of (x, y) pairs: the same values as four scalar ones, and a graph
+    # OpenVINO's int8 transformations handle (its per-coordinate Gather → Sub → Unsqueeze chain they do not)
+    return torch.cat((points[..., :2] - distances[..., :2], points[..., :2] + distances[..., 2:]), dim=-1)
 
 
 def bbox2distance(points: Tensor, boxes: Tensor) -> Tensor:

@@ -28,3 +28,7 @@ class TrainingError(AnchorfreeError):
 class ExportError(AnchorfreeError):
     """An export cannot be written, does not match PyTorch's detections, or an exported file is corrupt or
     lacks what the runtime needs."""
+
+
+class MissingRuntimeError(ExportError):
+    """The package a format needs (onnxruntime, openvino, NNCF) is not installed; the message names the extra."""

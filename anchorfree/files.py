@@ -6,11 +6,11 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO, Callable
 
-SUFFIX_FORMATS = {".onnx": "onnx", ".pt2": "pt2", ".torchscript": "torchscript"}  # exported models' file names
+SUFFIX_FORMATS = {".onnx": "onnx", ".xml": "openvino", ".pt2": "pt2", ".torchscript": "torchscript"}  # exported models' file names
 
 
 def export_format(path: str | Path) -> str | None:
-    """``onnx``, ``pt2`` or ``torchscript`` from a file name; ``None`` for anything else (a checkpoint...)."""
+    """``onnx``, ``openvino`` (``.xml``), ``pt2`` or ``torchscript`` from a file name; ``None`` for anything else (a checkpoint...)."""
     return SUFFIX_FORMATS.get(Path(path).suffix.lower())
 
 

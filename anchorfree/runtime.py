@@ -74,3 +74,26 @@ def autocast(device: torch.device, enabled: bool = True) -> contextlib.AbstractC
 def needs_grad_scaler(device: torch.device, enabled: bool) -> bool:
     """fp16 AMP (CUDA without bf16) needs loss scaling; bf16 does not."""
     return enabled and device.type == "cuda" and not torch.cuda.is_bf16_supported()
+
+
+SIMD_FLAGS = ("avx2", "fma", "f16c", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile", "avx_vnni")
+
+
+def cpu_flags() -> str:
+    """The SIMD flags that decide which kernels run (fp32 / bf16 / int8), those of :data:`SIMD_FLAGS` the CPU has
+    (from /proc/cpuinfo on Linux): what every benchmark and certificate names beside its figures."""
+    try:
+        line = next(x for x in Path("/proc/cpuinfo").read_text().splitlines() if x.startswith("flags"))
+    except (OSError, StopIteration):
+        return "unknown"
+    present = set(line.split(":", 1)[1].split())
+    return " ".join(f for f in SIMD_FLAGS if f in present) or "no AVX2"
+
+
+def cpu_name() -> str:
+    """The CPU's model name (from /proc/cpuinfo on Linux)."""
+    try:
+        return next(x.split(":", 1)[1].strip() for x in Path("/proc/cpuinfo").read_text().splitlines()
+                    if x.startswith("model name"))
+    except (OSError, StopIteration):
+        return "unknown"

@@ -1,4 +1,4 @@
-"""``anchorfree`` command line: data, demo, train, eval, predict, convert, export, serve, models, bench — one module
+"""``anchorfree`` command line: data, demo, train, eval, predict, convert, export, benchmark, serve, models, bench — one module
 per command (its parser and its ``cmd_*`` function), assembled here.
 
 Errors caused by input (files, fields, config values, checkpoints) are printed as one message
@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import bench, convert, data, demo, evaluate, export, models, predict, train
+from . import bench, benchmark, convert, data, demo, evaluate, export, models, predict, train
 from .common import clean_message
 
 EPILOG = """examples:
@@ -17,13 +17,15 @@ EPILOG = """examples:
   anchorfree train fcos_r18_fpn_tiny --data data/synth --out runs/demo train.epochs=4
   anchorfree eval runs/demo --data data/synth
   anchorfree predict runs/demo/best.pt data/synth/val/images --limit 8 --out runs/demo/predictions
+  anchorfree export runs/demo --format onnx --int8 --data data/synth
+  anchorfree benchmark runs/demo --data data/synth
   anchorfree convert mmdet atss_r50_fpn_1x_coco.pth --out runs/atss
   anchorfree models
 """
 
 
 COMMANDS = {"data": data, "demo": demo, "train": train, "eval": evaluate, "predict": predict, "convert": convert,
-            "export": export, "models": models, "bench": bench}
+            "export": export, "benchmark": benchmark, "models": models, "bench": bench}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="One-stage object detection in pure PyTorch: train, evaluate and run FCOS and its family "
                     "on COCO-format datasets.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in ("data", "demo", "train", "eval", "predict", "convert", "export"):
+    for name in ("data", "demo", "train", "eval", "predict", "convert", "export", "benchmark"):
         COMMANDS[name].add_parser(sub)
     from ..serve import add_serve_parser
 

@@ -9,11 +9,13 @@ from .common import add_inference_options, add_slice_options, add_threads, infer
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    ev = sub.add_parser("eval", help="COCO-evaluate a checkpoint",
-                        description="Evaluate a run folder (its best.pt) or a checkpoint on DATA's validation "
-                                    "split (COCO, YOLO or Pascal VOC): the 12 COCO metrics and per-class AP; writes "
-                                    "metrics.json next to the checkpoint.")
-    ev.add_argument("checkpoint", help="run folder or .pt file")
+    ev = sub.add_parser("eval", help="COCO-evaluate a checkpoint or an exported model",
+                        description="Evaluate a run folder (its best.pt), a checkpoint or an exported model "
+                                    "(.onnx, .xml, .pt2, .torchscript: its own runtime and inference settings) on "
+                                    "DATA's validation split (COCO, YOLO or Pascal VOC): the 12 COCO metrics and "
+                                    "per-class AP; writes metrics.json next to the checkpoint (for an export "
+                                    "<file>.metrics.json).")
+    ev.add_argument("checkpoint", metavar="RUN_OR_EXPORT", help="run folder, .pt file or exported model")
     ev.add_argument("--data", required=True, help="dataset folder or dataset YAML")
     ev.add_argument("--save-results", action="store_true",
                     help="also write the detections as results.json (COCO results format, with each image's "
@@ -42,8 +44,12 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from ..models.fuse import inference_detector
     from ..runtime import select_device
 
-    model, cfg, ckpt = load_detector(args.checkpoint)
+    from ..files import export_format
+
     spec = load_data_spec(args.data)
+    if export_format(args.checkpoint) is not None:
+        return _eval_export(args, spec)
+    model, cfg, ckpt = load_detector(args.checkpoint)
     dataset = make_eval_dataset(model, spec.val_ann, spec.val_images)
     if dataset.num_classes != cfg.model.num_classes:
         raise DatasetError(f"{dataset.source} has {dataset.num_classes} categories but the checkpoint "
@@ -69,4 +75,28 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
     written.append(write_run_report(folder, dataset=dataset, results=results, metrics=result, data=args.data,
                                     backend=args.backend))
+    print(f"wrote {', '.join(map(str, written))}")
+
+
+def _eval_export(args: argparse.Namespace, spec) -> None:
+    """``eval`` of an exported file: the certificate's evaluation (:func:`anchorfree.export.certificate.evaluate_export`)."""
+    from ..api import load_model
+    from ..data import CocoDetection
+    from ..errors import ConfigError
+    from ..evaluation import format_metrics_table, save_metrics
+    from ..export.certificate import evaluate_export
+
+    if args.slice is not None:
+        raise ConfigError(f"--slice runs a checkpoint (a run folder or .pt file), not an export; pass the run that "
+                          f"{args.checkpoint} was exported from")
+    model = load_model(args.checkpoint, device=args.device, threads=args.threads or None)
+    dataset = CocoDetection(spec.val_ann, spec.val_images, None, class_names=spec.class_names, train=False)
+    result, results = evaluate_export(model, dataset, progress=True, **inference_options(args))
+    print(format_metrics_table(result))
+    path = Path(args.checkpoint)
+    written = [path.with_name(f"{path.name}.metrics.json")]
+    save_metrics(result, written[0])
+    if args.save_results:
+        written.append(path.with_name(f"{path.name}.results.json"))
+        written[-1].write_text(json.dumps(results))
     print(f"wrote {', '.join(map(str, written))}")

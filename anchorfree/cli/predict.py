@@ -42,12 +42,15 @@ def cmd_predict(args: argparse.Namespace) -> None:
     from ..inference.video import is_video_source
     from ..predict import annotation_ids, collect_images, predict_to_folder
 
-    if args.slice is not None and Path(args.checkpoint).suffix in (".onnx", ".pt2", ".torchscript"):
+    from ..files import export_format
+
+    exported = export_format(args.checkpoint) is not None
+    if args.slice is not None and exported:
         raise AnchorfreeError(f"--slice runs a checkpoint (a run folder or .pt file), not an export; pass the run "
                               f"that {args.checkpoint} was exported from")
     fast = {"auto": None, "on": True, "off": False}[args.fast]
-    model = load_model(args.checkpoint, device=args.device, fast=None if Path(args.checkpoint).suffix in
-                       (".onnx", ".pt2", ".torchscript") else fast)
+    model = load_model(args.checkpoint, device=args.device, fast=None if exported else fast,
+                       threads=args.threads or None)
     videos = [i for i in args.images if args.frames or is_video_source(i)]
     if videos:
         _predict_videos(model, videos, args)

@@ -1,7 +1,8 @@
 """What an exported file says about itself: the metadata a runtime needs besides the graph.
 
 ONNX files keep it in ``metadata_props`` (one key per field below, values are strings, structured
-ones JSON); TorchScript and ``torch.export`` files in an extra file ``anchorfree.json`` with the same keys.
+ones JSON); TorchScript and ``torch.export`` files in an extra file ``anchorfree.json`` with the same keys;
+OpenVINO IR in its ``rt_info`` under ``anchorfree/props`` (the same keys as one JSON object).
 
 =====================  ==================================================================================
 key                    value
@@ -21,7 +22,10 @@ key                    value
                        where ONNX has no operator for it: CornerNet's Soft-NMS, see ``notes``)
 ``inference``          JSON: the inference settings baked in (``score_thresh`` and ``nms_thresh`` are the
                        defaults of the graph inputs of the same name)
-``precision``          fp32 or fp16 (fp16: the network; candidates, NMS and outputs are fp32)
+``precision``          fp32, fp16 or int8 (fp16: the network; int8: its convolutions, see ``quantization``;
+                       candidates, NMS and outputs are fp32)
+``quantization``       JSON (int8 only): ``method``, ``calibration`` (images and their source), ``kept_float``
+                       (the layers left in float, and why)
 ``notes``              what the export does differently from PyTorch, in words (may be empty)
 =====================  ==================================================================================
 """
@@ -42,7 +46,7 @@ RESIZE_RULE = ("keep-ratio resize (scale = min(min_size / short side, max_size /
 MMDET_RESIZE_RULE = ("keep-ratio resize as mmdetection's test pipeline (scale = min(min_size / short side, max_size / "
                      "long side), sizes rounded to the nearest), OpenCV's bilinear (INTER_LINEAR); the image at the "
                      "top-left of a zero canvas, as for the torchvision rule")
-_JSON_FIELDS = ("class_names", "label_to_cat_id", "input", "inference")
+_JSON_FIELDS = ("class_names", "label_to_cat_id", "input", "inference", "quantization")
 
 
 @dataclass
@@ -57,6 +61,7 @@ class ExportInfo:
     pytorch_nms: str
     inference: dict[str, Any]
     precision: str = "fp32"
+    quantization: dict[str, Any] = field(default_factory=dict)
     notes: str = ""
     format_version: int = FORMAT_VERSION
     extra: dict[str, str] = field(default_factory=dict)
@@ -107,6 +112,11 @@ class ExportInfo:
             raise ExportError(f"{source}: damaged anchorfree metadata ({e}); export it again") from None
         values["label_to_cat_id"] = {int(k): int(v) for k, v in values["label_to_cat_id"].items()}
         values["raw_candidates"] = values["raw_candidates"] == "true"
-        known = set(names) | {KEY, "precision", "notes"}
-        return cls(**values, precision=props.get("precision", "fp32"), notes=props.get("notes", ""),
+        known = set(names) | {KEY, "precision", "notes", "quantization"}
+        try:
+            quantization = json.loads(props.get("quantization") or "{}")
+        except json.JSONDecodeError as e:
+            raise ExportError(f"{source}: damaged anchorfree metadata ({e}); export it again") from None
+        return cls(**values, precision=props.get("precision", "fp32"), quantization=quantization,
+                   notes=props.get("notes", ""),
                    extra={k: v for k, v in props.items() if k not in known})

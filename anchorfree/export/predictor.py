@@ -5,9 +5,10 @@
     >>> result = model("photo.jpg", score_thresh=0.3)      # a Prediction in the photo's pixels
     >>> result.boxes, result.scores, result.labels, result.names
 
-For ``.onnx`` files this module imports only numpy, PIL and onnxruntime. It also runs the
-TorchScript (``.torchscript``) and ``torch.export`` (``.pt2``) files of :func:`anchorfree.export.export_model`
-(those need PyTorch and anchorfree's ``anchorfree::suppress`` operator, registered on first use).
+For ``.onnx`` files this module imports only numpy, PIL and onnxruntime; for OpenVINO's ``.xml`` (+ ``.bin``)
+numpy, PIL and openvino. It also runs the TorchScript (``.torchscript``) and ``torch.export`` (``.pt2``) files
+of :func:`anchorfree.export.export_model` (those need PyTorch and anchorfree's ``anchorfree::suppress``
+operator, registered on first use). The runtimes: :mod:`anchorfree.export.backends`.
 
 Each call: images → ``uint8 [H, W, 3]`` (:func:`~anchorfree.export.preprocess.to_rgb_array`) → the PyTorch
 path's resize and padding (:func:`~anchorfree.export.preprocess.letterbox`): a batch on the export's canvas
@@ -29,11 +30,11 @@ import numpy as np
 
 from ..errors import ConfigError, ExportError
 from ..files import export_format
+from .backends import OUTPUT_NAMES, open_backend
 from .metadata import ExportInfo
 from .prediction import Prediction
 from .preprocess import letterbox, resize_mode, to_rgb_array
 
-OUTPUT_NAMES = ("boxes", "scores", "labels", "num_detections")
 RUNTIME_OPTIONS = ("score_thresh", "nms_thresh", "max_detections", "nms")
 
 
@@ -62,120 +63,26 @@ def hard_nms(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, iou_thre
     return np.array(keep, dtype=np.int64)
 
 
-class _OnnxRuntimeBackend:
-    def __init__(self, path: Path, device: str) -> None:
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise ExportError("onnxruntime is not installed; install it with pip install 'anchorfree[export]' "
-                              "(or onnxruntime / onnxruntime-gpu)") from None
-        available = ort.get_available_providers()
-        if device == "auto":
-            providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
-        elif device == "cpu":
-            providers = ["CPUExecutionProvider"]
-        elif device.startswith("cuda"):
-            if "CUDAExecutionProvider" not in available:
-                raise ConfigError(f"device '{device}' was requested but this onnxruntime has no CUDA provider "
-                                  f"(it has {', '.join(available)}); install onnxruntime-gpu or use device=cpu")
-            index = int(device.split(":")[1]) if ":" in device else 0
-            providers = [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
-        else:
-            raise ConfigError(f"device '{device}' is not one of auto, cpu, cuda, cuda:N")
-        options = ort.SessionOptions()
-        # warnings only: the thresholds are graph inputs with defaults (initializers), which it notes each time
-        options.log_severity_level = 3
-        try:
-            self.session = ort.InferenceSession(str(path), options, providers=providers)
-        except Exception as e:  # noqa: BLE001 - onnxruntime raises several types for unreadable files
-            raise ExportError(f"onnxruntime cannot load {path} ({type(e).__name__}: {str(e).strip()[:300]}); the file "
-                              "is corrupt or not an ONNX model — export it again") from None
-        self.props = dict(self.session.get_modelmeta().custom_metadata_map)
-        # inputs with a default (the thresholds) are "overridable initializers" to onnxruntime
-        self.inputs = {i.name: i for i in [*self.session.get_inputs(), *self.session.get_overridable_initializers()]}
-        self.outputs = [o.name for o in self.session.get_outputs()]
-
-    def validate(self, info: ExportInfo, source: str) -> None:
-        images = self.inputs.get("images")
-        if images is None or "image_sizes" not in self.inputs or tuple(self.outputs) != OUTPUT_NAMES:
-            raise ExportError(f"{source}: inputs {sorted(self.inputs)} / outputs {self.outputs} are not those of an "
-                              f"anchorfree export (images, image_sizes → {', '.join(OUTPUT_NAMES)}); export it again")
-        if images.type != "tensor(uint8)" or len(images.shape) != 4 or images.shape[1] != 3:
-            raise ExportError(f"{source}: input 'images' is {images.type} {images.shape}, expected uint8 [B, 3, H, W]")
-        static = [d if isinstance(d, int) else None for d in images.shape]
-        if info.canvas is not None and tuple(static[2:]) != info.canvas or (
-                info.batch is not None and static[0] != info.batch):
-            raise ExportError(f"{source}: input 'images' has shape {images.shape} but the metadata says batch "
-                              f"{info.batch} on a {info.canvas} canvas; the file was changed after export — export "
-                              "it again")
-
-    def run(self, images: np.ndarray, sizes: np.ndarray, score_thresh: float, nms_thresh: float) -> list[np.ndarray]:
-        feed = {"images": images, "image_sizes": sizes}
-        for name, value in (("score_thresh", score_thresh), ("nms_thresh", nms_thresh)):
-            if name in self.inputs:
-                feed[name] = np.array(value, dtype=np.float32)
-        return self.session.run(list(OUTPUT_NAMES), feed)
-
-
-class _TorchBackend:
-    """``torch.export`` (``.pt2``) and TorchScript (``.torchscript``) files."""
-
-    def __init__(self, path: Path, device: str, fmt: str) -> None:
-        import torch
-
-        from . import ops  # noqa: F401 - registers anchorfree::suppress, which the graphs call
-
-        self.torch = torch
-        # the graph was traced on the CPU (its constants live there): "auto" runs it there
-        self.device = torch.device("cpu" if device == "auto" else device)
-        extra = {"anchorfree.json": ""}
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated in favour of torch.export
-                if fmt == "pt2":
-                    self.module = torch.export.load(str(path), extra_files=extra).module().to(self.device)
-                else:
-                    self.module = torch.jit.load(str(path), map_location=self.device, _extra_files=extra)
-        except Exception as e:  # noqa: BLE001 - truncated or foreign files all need the same advice
-            raise ExportError(f"cannot load {path} as a {fmt} file ({type(e).__name__}: {str(e).strip()[:300]}); "
-                              "the file is corrupt or of another kind — export it again") from None
-        import json
-
-        try:
-            self.props = json.loads(extra["anchorfree.json"] or "{}")
-        except json.JSONDecodeError:
-            self.props = {}
-
-    def validate(self, info: ExportInfo, source: str) -> None:
-        """Nothing beyond the metadata to check: the graph's signature is fixed by the file format."""
-
-    def run(self, images: np.ndarray, sizes: np.ndarray, score_thresh: float, nms_thresh: float) -> list[np.ndarray]:
-        torch = self.torch
-        args = (torch.from_numpy(images).to(self.device), torch.from_numpy(sizes).to(self.device),
-                torch.tensor(score_thresh, dtype=torch.float32, device=self.device),
-                torch.tensor(nms_thresh, dtype=torch.float32, device=self.device))
-        with torch.no_grad():
-            return [t.cpu().numpy() for t in self.module(*args)]
-
-
 class ExportedModel:
     """An exported detector ready for inference, called as :class:`anchorfree.Model`.
 
     Args:
-        path: a file written by :func:`anchorfree.export.export_model` (``.onnx``, ``.pt2``, ``.torchscript``).
-        device: ``auto`` (ONNX: CUDA when onnxruntime has it; ``.pt2`` / ``.torchscript``: the CPU, where they
-            were traced), ``cpu``, ``cuda``, ``cuda:N``.
+        path: a file written by :func:`anchorfree.export.export_model` (``.onnx``, ``.xml``, ``.pt2``,
+            ``.torchscript``).
+        device: ``auto`` (ONNX: CUDA when onnxruntime has it; OpenVINO, ``.pt2`` / ``.torchscript``: the CPU),
+            ``cpu``, ``cuda``, ``cuda:N``.
+        threads: the runtime's CPU threads (onnxruntime, OpenVINO; default ``$ANCHORFREE_RUNTIME_THREADS``, else
+            one per core).
     """
 
-    def __init__(self, path: str | Path, device: str = "auto") -> None:
+    def __init__(self, path: str | Path, device: str = "auto", threads: int | None = None) -> None:
         self.path = Path(path)
         self.format = export_format(self.path)
         if self.format is None:
-            raise ExportError(f"{self.path} is not an exported model (expected .onnx, .pt2 or .torchscript)")
+            raise ExportError(f"{self.path} is not an exported model (expected .onnx, .xml, .pt2 or .torchscript)")
         if not self.path.is_file():
             raise ExportError(f"exported model {self.path} does not exist")
-        self.backend = (_OnnxRuntimeBackend(self.path, device) if self.format == "onnx"
-                        else _TorchBackend(self.path, device, self.format))
+        self.backend = open_backend(self.path, self.format, device, threads)
         self.info = ExportInfo.from_props(self.backend.props, str(self.path))
         self.backend.validate(self.info, str(self.path))
         self.class_names = list(self.info.class_names)

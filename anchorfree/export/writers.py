@@ -5,6 +5,9 @@
   default values of the ``score_thresh`` / ``nms_thresh`` inputs (initializers of the same name, so a
   runtime may omit them), readable names of the dynamic dimensions (``batch``, ``height``, ``width``,
   ``detections``) and the metadata of :mod:`anchorfree.export.metadata` in ``metadata_props``.
+* OpenVINO IR (``.xml`` + ``.bin``): the ONNX graph converted by ``openvino.convert_model`` (the thresholds
+  as plain inputs: OpenVINO would fold inputs with defaults into constants), weights fp32 or fp16
+  (``compress_to_fp16``), int8 by NNCF (:mod:`anchorfree.export.quantize`); the metadata in ``rt_info``.
 * ``torch.export`` (``.pt2``): ``torch.export.export`` + ``torch.export.save`` with the metadata as the extra
   file ``anchorfree.json``.
 * TorchScript (``.torchscript``): ``torch.jit.trace`` + ``torch.jit.save`` (same extra file). A trace
@@ -22,6 +25,7 @@ import torch
 from torch.export import Dim
 
 from .graph import INPUT_NAMES, OUTPUT_NAMES, DetectionGraph
+from ..errors import MissingRuntimeError
 from .ops import onnx_translations
 
 MIN_OPSET = 18
@@ -106,6 +110,49 @@ def write_onnx(graph: DetectionGraph, args: tuple, out: Path, props: dict[str, s
     large = model.ByteSize() > 1_800_000_000  # the 2 GB protobuf limit: weights go to out.data
     onnx.save_model(model, str(out), save_as_external_data=large, location=f"{out.name}.data" if large else None)
     return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), opset or 0)
+
+
+def write_openvino(onnx_path: Path, out: Path, props: dict[str, str], half: bool,
+                   calibration: list | None = None) -> dict | None:
+    """Convert the fp32 ONNX export ``onnx_path`` to OpenVINO IR ``out`` (``.xml``, and ``.bin`` beside it);
+    ``calibration`` images make it int8 (:func:`~anchorfree.export.quantize.quantize_openvino`). The two files
+    are written under temporary names and renamed, the ``.bin`` first. Returns the quantization record."""
+    import os
+    import tempfile
+
+    import onnx
+
+    try:
+        import openvino as ov
+    except ImportError:
+        raise MissingRuntimeError("format='openvino' needs the openvino package: pip install 'anchorfree[openvino]'") from None
+    from .backends import OPENVINO_RT_KEY
+    from .predictor import ExportedModel
+
+    graph = onnx.load(str(onnx_path))
+    plain = [init for init in graph.graph.initializer if init.name not in INPUT_NAMES[2:]]
+    del graph.graph.initializer[:]
+    graph.graph.initializer.extend(plain)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
+        inputs = Path(tmp) / "inputs.onnx"
+        onnx.save_model(graph, str(inputs))
+        with _quiet():
+            model = ov.convert_model(str(inputs))
+        record = None
+        if calibration is not None:
+            from .quantize import quantize_openvino
+
+            with _quiet():
+                model, record = quantize_openvino(model, graph, ExportedModel(onnx_path, device="cpu"), calibration)
+            props = dict(props, precision="int8", quantization=json.dumps(record))
+        elif half:
+            props = dict(props, precision="fp16")
+        model.set_rt_info(json.dumps(props), OPENVINO_RT_KEY)
+        staged = Path(tmp) / out.name
+        ov.save_model(model, str(staged), compress_to_fp16=half)
+        os.replace(staged.with_suffix(".bin"), out.with_suffix(".bin"))
+        os.replace(staged, out)
+    return record
 
 
 def write_pt2(graph: DetectionGraph, args: tuple, out: Path, props: dict[str, str], dynamic: int | None) -> None:

@@ -55,7 +55,7 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         description="Serve a trained model (a run folder or .pt file) or an exported one (.onnx, .pt2,\n"
                     ".torchscript) over HTTP with FastAPI and uvicorn: POST /predict answers detections as JSON,\n"
                     "/ is a web page to try the model. Needs the serve extra: pip install \"anchorfree[serve]\".")
-    p.add_argument("model", metavar="RUN_OR_EXPORT", help="run folder, .pt checkpoint or exported .onnx/.pt2/.torchscript")
+    p.add_argument("model", metavar="RUN_OR_EXPORT", help="run folder, .pt checkpoint or exported .onnx/.xml/.pt2/.torchscript")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: every interface)")
     p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")

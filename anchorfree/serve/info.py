@@ -2,7 +2,7 @@
 rule, format and device, read from the model object).
 
 Works for :class:`anchorfree.Model` (PyTorch) and for the exported-model predictors of
-:func:`anchorfree.load_model` (``.onnx``, ``.pt2``, ``.torchscript``); a wrapper that forwards unknown
+:func:`anchorfree.load_model` (``.onnx``, ``.xml``, ``.pt2``, ``.torchscript``); a wrapper that forwards unknown
 attributes to one of them is described as the model it wraps.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ PYTORCH_RESIZE_RULE = ("keep-ratio resize (scale = min(min_size / short side, ma
 
 
 def load(path: str | Path, device: str = "auto", fast: bool | None = None) -> Any:
-    """A run folder, ``.pt`` checkpoint or exported file (``.onnx``, ``.pt2``, ``.torchscript``) as a model
+    """A run folder, ``.pt`` checkpoint or exported file (``.onnx``, ``.xml``, ``.pt2``, ``.torchscript``) as a model
     called like :class:`anchorfree.Model`."""
     from ..api import load_model
 

@@ -45,6 +45,7 @@ def load_served_model(settings: ServeSettings, device: str | None = None) -> Any
 def build_app(settings: ServeSettings) -> Any:
     """Load the model and create the application (one server process)."""
     if settings.threads > 0:
+        os.environ["ANCHORFREE_RUNTIME_THREADS"] = str(settings.threads)  # an export's runtime (onnxruntime, OpenVINO)
         try:
             import torch
 
