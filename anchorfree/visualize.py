@@ -37,6 +37,8 @@ def draw_boxes(image: Tensor, boxes: Tensor, captions: Sequence[str] | None = No
     colors = list(colors) if colors is not None else [_PALETTE[0]] * len(boxes)
     width = line_width(image) if width is None else width
     boxes = boxes.float().cpu().reshape(-1, 4)
+    # a box whose corners come out swapped (a regression head's negative size) is drawn as the rectangle it spans
+    boxes = torch.cat((torch.minimum(boxes[:, :2], boxes[:, 2:]), torch.maximum(boxes[:, :2], boxes[:, 2:])), dim=1)
     if captions is None:
         return draw_bounding_boxes(image, boxes, colors=colors, width=width)
     return draw_bounding_boxes(image, boxes, list(captions), colors=colors, width=width, fill_labels=True,

@@ -72,13 +72,16 @@ class Certificate:
         lines = [f"certificate on {self.data} ({self.images} validation images), CPU {self.cpu}, {self.threads}",
                  "| format | precision | AP | AP50 | APs | ΔAP vs PyTorch | images/s batch 1 | best batch: "
                  "images/s | size MB | within budget |", "|---|---|---|---|---|---|---|---|---|---|"]
+        def points(value: float) -> str:  # COCOeval's -1: no ground truth of that kind (e.g. no small objects)
+            return "-" if value < 0 else f"{100 * value:.2f}"
+
         for r in self.rows:
             delta = "-" if r.delta_ap is None else f"{r.delta_ap:+.2f}"
             size = "-" if r.file_size is None else f"{r.file_size / 1e6:.1f}"
             verdict = "-" if r.passed is None else (
                 f"yes (≤ {self.max_ap_drop[r.precision]:g})" if r.passed else
                 f"NO (drop > {self.max_ap_drop[r.precision]:g})")
-            lines.append(f"| {r.format} | {r.precision} | {100 * r.AP:.2f} | {100 * r.AP50:.2f} | {100 * r.APs:.2f} | "
+            lines.append(f"| {r.format} | {r.precision} | {points(r.AP)} | {points(r.AP50)} | {points(r.APs)} | "
                          f"{delta} | {r.images_per_s:.1f} | {r.best_batch}: {r.best_images_per_s:.1f} | {size} | "
                          f"{verdict} |")
         notes = [f"{r.format} {r.precision}: {r.note}" for r in self.rows if r.note]

@@ -66,8 +66,12 @@ class Tolerance:
                 f"NMS IoU within {self.iou_atol:g}{share}")
 
     def holds(self, result: "CheckResult") -> bool:
-        """Whether ``result``'s unmatched detections (each one a problem) are few enough."""
-        return len(result.problems) <= (1.0 - self.min_matched) * result.detections
+        """Whether ``result`` passes: no problem at all, or (``min_matched < 1``) at most ``1 - min_matched`` of
+        PyTorch's detections without a counterpart (neither matched nor borderline)."""
+        if self.min_matched >= 1.0 or not result.problems:
+            return not result.problems
+        unmatched = result.detections - result.matched - result.borderline
+        return unmatched <= (1.0 - self.min_matched) * result.detections + 1e-9
 
 
 FP32 = Tolerance(box_rtol=1e-3, box_floor=1.0, box_floor_image=0.0, score_atol=1e-4, iou_atol=1e-4)

@@ -243,7 +243,7 @@ def _files(out: Path) -> list[Path]:
 def export_model(source: str | Path | Detector, format: str = "onnx", out: str | Path | None = None, *,
                  opset: int | None = None, dynamic: bool = False, nms: bool | str = True, half: bool = False,
                  int8: bool = False, data: str | Path | object | None = None, calib: int = DEFAULT_CALIBRATION,
-                 max_ap_drop: float | None = None, batch: int = 1, input_size: int | tuple[int, int] | None = None,
+                 max_ap_drop: float | None = None, certify_on_data: bool = True, batch: int = 1, input_size: int | tuple[int, int] | None = None,
                  options: dict | None = None, check: bool = True, check_images: int = 3,
                  log: Callable[[str], None] | None = None) -> ExportReport:
     """Export a detector, check the file against PyTorch and, with ``data``, certify it (see :mod:`anchorfree.export`).
@@ -266,6 +266,7 @@ def export_model(source: str | Path | Detector, format: str = "onnx", out: str |
             certificate (:mod:`anchorfree.export.certificate`): AP on its validation split next to PyTorch's,
             speed and size, written as ``<file>.certificate.json``.
         calib: calibration images (default 128).
+        certify_on_data: ``False``: ``data`` only calibrates an int8 export, no certificate.
         max_ap_drop: the AP points the export may lose against PyTorch (default 1.0 int8, 0.3 fp16, 0.1 fp32);
             an export that loses more is deleted and :class:`~anchorfree.errors.ExportError` raised with the table.
         batch: images per run of a static export.
@@ -329,7 +330,7 @@ def export_model(source: str | Path | Detector, format: str = "onnx", out: str |
                             "for inspection; export_model(..., check=False) skips this check")
         error.report = report  # type: ignore[attr-defined]
         raise error
-    if data is not None:
+    if data is not None and certify_on_data:
         say(f"certifying {out.name} on the validation split…")
         report.certificate = certify(detector, [out], data, max_ap_drop, log=say)
         report.certificate.write(certificate_path(out))

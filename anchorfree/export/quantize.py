@@ -130,6 +130,7 @@ def quantize_onnx(fp32: Path, out: Path, images: list[np.ndarray], props: dict[s
     ``props`` with ``precision`` and ``quantization`` set; returns the ``quantization`` record."""
     try:
         import onnx
+        import onnxruntime
         from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                               quantize_static)
         from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -138,6 +139,7 @@ def quantize_onnx(fp32: Path, out: Path, images: list[np.ndarray], props: dict[s
                           "'anchorfree[export]'") from None
     from .predictor import ExportedModel
 
+    onnxruntime.set_default_logger_severity(3)  # the quantizer's own sessions: errors only
     reference = ExportedModel(fp32, device="cpu")
     feeds = list(_feeds(reference, images, thresholds=False))
 
