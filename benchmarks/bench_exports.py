@@ -11,8 +11,9 @@ runtime/precision/size (> 1: anchorfree faster).
   --format onnx|openvino [--int8 --data DATA --calib N --max-ap-drop 100] [--input-size S] --out FILE`` (its
   certificate may not delete a file, AP is measured here; a failing command, e.g. a format this checkout does not
   have, makes its row a skip with the command's last line; ``--af-files onnx-int8=PATH openvino-fp32@320=PATH ...``
-  takes files made beforehand). ultralytics, in ``--yolo-python`` (a
-  Python with ultralytics, ``YOLO_OFFLINE=1``: nothing is downloaded): ``YOLO(best.pt).export(format=onnx|openvino,
+  takes files made beforehand). Default models: the seed-1 pair of runs/peers_photos (same seed, same 20-minute
+  budget; seed 0's YOLO26n stopped after 1 epoch at AP 0.03). ultralytics, in ``--yolo-python`` (a Python with
+  ultralytics, ``YOLO_OFFLINE=1``: nothing is downloaded): ``YOLO(best.pt).export(format=onnx|openvino,
   imgsz=S, batch=1, dynamic=False, simplify=True)``, int8 with ``quantize=8, data=<YOLO data.yaml>, split=train,
   fraction=N``: both sides calibrate on N training images (ultralytics' default split is val, the images
   scored here). YOLOv8n has no trained weights: it is built from ``yolov8n.yaml`` with the dataset's classes

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..config import NMS_MODES, ModelConfig
 from ..inference.checkpoint import load_detector
-from ..errors import ConfigError, DatasetError, ExportError
+from ..errors import ConfigError, DatasetError, ExportError, MissingRuntimeError
 from ..files import SUFFIX_FORMATS
 from ..models.detector import Detector
 from .certificate import Certificate, certificate_path, certify
@@ -165,6 +165,20 @@ def _check_arguments(format: str, dynamic: bool, half: bool, opset: int | None, 
         raise ConfigError(f"batch must be an integer >= 1, got {batch!r}")
 
 
+def _require_runtime(format: str, int8: bool) -> None:
+    """Import the packages the export needs now, so that a missing one fails before the long part."""
+    import importlib
+
+    needs = {"onnx": ["onnxruntime"] if int8 else [], "openvino": ["openvino"] + (["nncf"] if int8 else [])}
+    for name in needs.get(format, []):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            extra = "openvino" if format == "openvino" else "export"
+            raise MissingRuntimeError(f"format='{format}'{' with int8' if int8 else ''} needs the {name} package, "
+                                      f"which is not installed: pip install 'anchorfree[{extra}]'") from None
+
+
 def _load(source: str | Path | Detector) -> tuple[Detector, ModelConfig, dict]:
     """The detector (a CPU, eval-mode copy for a :class:`Detector`: the caller's keeps its device and mode),
     its model config and its checkpoint (``{}`` for a :class:`Detector`)."""
@@ -285,6 +299,7 @@ def export_model(source: str | Path | Detector, format: str = "onnx", out: str |
     say = log or (lambda message: None)
     start = time.perf_counter()
     _check_arguments(format, dynamic, half, opset, batch, int8, data, calib, max_ap_drop)
+    _require_runtime(format, int8)
     precision = "int8" if int8 else "fp16" if half else "fp32"
     detector, cfg, ckpt = _load(source)
     out = _output_path(out, ckpt, format, precision)
