@@ -300,7 +300,7 @@ def test_unsupported_combinations(workdir):
     det = small_detector("fcos")
     with pytest.raises(ExportError, match="TorchScript traces record one input size"):
         export_model(det, "torchscript", workdir / "x.torchscript", dynamic=True)
-    with pytest.raises(ExportError, match="fp16 ONNX only"):
+    with pytest.raises(ExportError, match="fp16 ONNX or OpenVINO only"):
         export_model(det, "pt2", workdir / "x.pt2", half=True)
     with pytest.raises(ConfigError, match="must be one of onnx, pt2, torchscript"):
         export_model(det, "tflite", workdir / "x.tflite")

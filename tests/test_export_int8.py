@@ -243,3 +243,25 @@ print(json.dumps({{"boxes": pred.boxes.tolist(), "labels": pred.labels.tolist()}
     here = ExportedModel(report.path)(str(image))
     assert len(here) > 0 and result["labels"] == here.labels.tolist()
     np.testing.assert_allclose(np.array(result["boxes"]).reshape(-1, 4), here.boxes, atol=1e-4)
+
+
+def test_server_runs_an_openvino_export(setups, openvino_fp32):
+    httpx = pytest.importorskip("httpx", reason="the server tests need the serve extra and httpx")
+    from anchorfree import load_model
+    from anchorfree.serve import create_app
+
+    from test_serve import ServerThread  # noqa: E402
+
+    _, data, _ = setups["gfl"]
+    image = data / "val" / "images" / "000.png"
+    model = load_model(openvino_fp32.path, device="cpu")
+    expected = model(str(image))
+    with ServerThread(create_app(model, batch_window_ms=1)) as server, httpx.Client(base_url=server.url,
+                                                                                   timeout=60) as client:
+        info = client.get("/model").json()
+        r = client.post("/predict", content=image.read_bytes(), headers={"Content-Type": "image/png"})
+    assert r.status_code == 200, r.text
+    assert info["format"] == "openvino"
+    got = r.json()["detections"]
+    assert len(got) == len(expected) > 0
+    np.testing.assert_allclose([d["box"] for d in got], expected.boxes, atol=0.01)

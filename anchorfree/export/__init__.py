@@ -1,4 +1,5 @@
-"""Deployable models: export a trained detector to ONNX, ``torch.export`` or TorchScript, checked against PyTorch.
+"""Deployable models: export a trained detector to ONNX, OpenVINO, ``torch.export`` or TorchScript (fp32, fp16,
+int8), checked against PyTorch and certified on the user's data.
 
     >>> from anchorfree.export import export_model
     >>> report = export_model("runs/demo", format="onnx")        # runs/demo/best.onnx, checked with onnxruntime
@@ -6,6 +7,12 @@
     >>> from anchorfree import load_model
     >>> model = load_model("runs/demo/best.onnx")                # same calls as anchorfree.Model
     >>> model("photo.jpg", score_thresh=0.3).names
+    >>> export_model("runs/demo", "openvino", int8=True, data="data/synth").certificate.table()
+
+Modules: :mod:`.graph` (the traced graph), :mod:`.writers` (one writer per format), :mod:`.quantize` (int8:
+onnxruntime QDQ, NNCF; which layers stay float), :mod:`.check` (the file against PyTorch on drawn images),
+:mod:`.certificate` (AP on a validation split vs PyTorch, speed, size, the AP budget), :mod:`.backends`
+(onnxruntime, OpenVINO, torch runtimes), :mod:`.predictor` (:class:`ExportedModel`), :mod:`.metadata`.
 
 The graph (:mod:`.graph`) takes raw pixels and returns each image's detections:
 
@@ -63,6 +70,8 @@ _LAZY = {
     "ExportReport": ("exporter", "ExportReport"),
     "CheckResult": ("check", "CheckResult"),
     "ExportedModel": ("predictor", "ExportedModel"),
+    "Certificate": ("certificate", "Certificate"),
+    "certify": ("certificate", "certify"),
     "ExportInfo": ("metadata", "ExportInfo"),
     "Prediction": ("prediction", "Prediction"),
 }
