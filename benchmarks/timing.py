@@ -110,24 +110,5 @@ def summarize(times: list[float]) -> dict:
     return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times), "times_s": times}
 
 
-SIMD_FLAGS = ("avx2", "fma", "f16c", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile", "avx_vnni")
-
-
-def cpu_flags() -> str:
-    """The SIMD flags that decide which kernels run (fp32 / bf16 / int8), those of :data:`SIMD_FLAGS` the CPU has
-    (from /proc/cpuinfo on Linux): what every benchmark names beside its figures."""
-    try:
-        line = next(x for x in Path("/proc/cpuinfo").read_text().splitlines() if x.startswith("flags"))
-    except (OSError, StopIteration):
-        return "unknown"
-    present = set(line.split(":", 1)[1].split())
-    return " ".join(f for f in SIMD_FLAGS if f in present) or "no AVX2"
-
-
-def cpu_name() -> str:
-    """The CPU's model name (from /proc/cpuinfo on Linux)."""
-    try:
-        return next(x.split(":", 1)[1].strip() for x in Path("/proc/cpuinfo").read_text().splitlines()
-                    if x.startswith("model name"))
-    except (OSError, StopIteration):
-        return "unknown"
+# the CPU description every benchmark prints beside its figures: the library's (its certificates print it too)
+from anchorfree.runtime import SIMD_FLAGS, cpu_flags, cpu_name  # noqa: E402,F401

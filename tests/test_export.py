@@ -302,7 +302,7 @@ def test_unsupported_combinations(workdir):
         export_model(det, "torchscript", workdir / "x.torchscript", dynamic=True)
     with pytest.raises(ExportError, match="fp16 ONNX or OpenVINO only"):
         export_model(det, "pt2", workdir / "x.pt2", half=True)
-    with pytest.raises(ConfigError, match="must be one of onnx, pt2, torchscript"):
+    with pytest.raises(ConfigError, match="must be one of onnx, openvino, pt2, torchscript"):
         export_model(det, "tflite", workdir / "x.tflite")
     with pytest.raises(ConfigError, match="opset"):
         export_model(det, "onnx", workdir / "x.onnx", opset=11)
