@@ -31,4 +31,4 @@ class ExportError(AnchorfreeError):
 
 
 class MissingRuntimeError(ExportError):
-    """The package a format needs (onnxruntime, openvino, NNCF) is not installed; the message names the extra."""
+    """The package a format needs (onnxruntime, openvino) is not installed; the message names the extra."""

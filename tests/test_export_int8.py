@@ -30,7 +30,6 @@ from anchorfree.structures import Batch
 from test_export import CLASSES, SIZE, small_config, small_detector  # noqa: E402
 
 pytest.importorskip("openvino", reason="OpenVINO exports need the openvino package (pip install 'anchorfree[openvino]')")
-pytest.importorskip("nncf", reason="int8 OpenVINO exports need NNCF (pip install 'anchorfree[openvino]')")
 
 GT_SCORE = 0.3
 

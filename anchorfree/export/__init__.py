@@ -10,7 +10,7 @@ int8), checked against PyTorch and certified on the user's data.
     >>> export_model("runs/demo", "openvino", int8=True, data="data/synth").certificate.table()
 
 Modules: :mod:`.graph` (the traced graph), :mod:`.writers` (one writer per format), :mod:`.quantize` (int8:
-onnxruntime QDQ, NNCF; which layers stay float), :mod:`.check` (the file against PyTorch on drawn images),
+onnxruntime QDQ, also for OpenVINO; which layers stay float), :mod:`.check` (the file against PyTorch on drawn images),
 :mod:`.certificate` (AP on a validation split vs PyTorch, speed, size, the AP budget), :mod:`.backends`
 (onnxruntime, OpenVINO, torch runtimes), :mod:`.predictor` (:class:`ExportedModel`), :mod:`.metadata`.
 

@@ -152,9 +152,6 @@ class OpenVINOBackend:
 
     def validate(self, info: ExportInfo, source: str) -> None:
         _check_signature(source, self.inputs, self.outputs, info)
-        missing = [name for name in INPUT_NAMES[2:] if name not in self.inputs]
-        if missing:
-            raise ExportError(f"{source}: inputs {', '.join(missing)} are missing; export it again")
         try:
             self.compiled = self.compile()
         except Exception as e:  # noqa: BLE001 - the plugin reports unsupported graphs with RuntimeErrors
@@ -165,9 +162,11 @@ class OpenVINOBackend:
         request = getattr(self.local, "request", None)
         if request is None:
             request = self.local.request = self.compiled.create_infer_request()
-        out = request.infer({"images": images, "image_sizes": sizes,
-                             "score_thresh": np.array(score_thresh, dtype=np.float32),
-                             "nms_thresh": np.array(nms_thresh, dtype=np.float32)})
+        feed = {"images": images, "image_sizes": sizes}
+        for name, value in (("score_thresh", score_thresh), ("nms_thresh", nms_thresh)):
+            if name in self.inputs:  # a graph without NMS (CenterNet) may have dropped the unused one
+                feed[name] = np.array(value, dtype=np.float32)
+        out = request.infer(feed)
         by_name = {key.get_any_name(): value for key, value in out.items()}
         boxes, scores, labels, num = (np.asarray(by_name[name]) for name in OUTPUT_NAMES)
         return [boxes.astype(np.float32, copy=False), scores.astype(np.float32, copy=False),

@@ -169,7 +169,7 @@ def _require_runtime(format: str, int8: bool) -> None:
     """Import the packages the export needs now, so that a missing one fails before the long part."""
     import importlib
 
-    needs = {"onnx": ["onnxruntime"] if int8 else [], "openvino": ["openvino"] + (["nncf"] if int8 else [])}
+    needs = {"onnx": ["onnxruntime"] if int8 else [], "openvino": ["openvino"] + (["onnxruntime"] if int8 else [])}
     for name in needs.get(format, []):
         try:
             importlib.import_module(name)

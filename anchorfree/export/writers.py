@@ -7,7 +7,8 @@
   ``detections``) and the metadata of :mod:`anchorfree.export.metadata` in ``metadata_props``.
 * OpenVINO IR (``.xml`` + ``.bin``): the ONNX graph converted by ``openvino.convert_model`` (the thresholds
   as plain inputs: OpenVINO would fold inputs with defaults into constants), weights fp32 or fp16
-  (``compress_to_fp16``), int8 by NNCF (:mod:`anchorfree.export.quantize`); the metadata in ``rt_info``.
+  (``compress_to_fp16``), int8 from the int8 ONNX graph (:mod:`anchorfree.export.quantize`); the metadata in
+  ``rt_info``.
 * ``torch.export`` (``.pt2``): ``torch.export.export`` + ``torch.export.save`` with the metadata as the extra
   file ``anchorfree.json``.
 * TorchScript (``.torchscript``): ``torch.jit.trace`` + ``torch.jit.save`` (same extra file). A trace
@@ -115,7 +116,7 @@ def write_onnx(graph: DetectionGraph, args: tuple, out: Path, props: dict[str, s
 def write_openvino(onnx_path: Path, out: Path, props: dict[str, str], half: bool,
                    calibration: list | None = None) -> dict | None:
     """Convert the fp32 ONNX export ``onnx_path`` to OpenVINO IR ``out`` (``.xml``, and ``.bin`` beside it);
-    ``calibration`` images make it int8 (:func:`~anchorfree.export.quantize.quantize_openvino`). The two files
+    ``calibration`` images make it int8 (:func:`~anchorfree.export.quantize.quantize_onnx`). The two files
     are written under temporary names and renamed, the ``.bin`` first. Returns the quantization record."""
     import os
     import tempfile
@@ -127,25 +128,25 @@ def write_openvino(onnx_path: Path, out: Path, props: dict[str, str], half: bool
     except ImportError:
         raise MissingRuntimeError("format='openvino' needs the openvino package: pip install 'anchorfree[openvino]'") from None
     from .backends import OPENVINO_RT_KEY
-    from .predictor import ExportedModel
 
-    graph = onnx.load(str(onnx_path))
-    plain = [init for init in graph.graph.initializer if init.name not in INPUT_NAMES[2:]]
-    del graph.graph.initializer[:]
-    graph.graph.initializer.extend(plain)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
+        record = None
+        if calibration is not None:  # the QDQ graph of the int8 ONNX export: OpenVINO runs its pairs as int8
+            from .quantize import quantize_onnx
+
+            onnx_path, record = Path(tmp) / "int8.onnx", quantize_onnx(onnx_path, Path(tmp) / "int8.onnx",
+                                                                        calibration, props)
+            record["method"] += "; OpenVINO runs each quantize/dequantize pair as an int8 convolution"
+            props = dict(props, precision="int8", quantization=json.dumps(record))
+        graph = onnx.load(str(onnx_path))
+        plain = [init for init in graph.graph.initializer if init.name not in INPUT_NAMES[2:]]
+        del graph.graph.initializer[:]
+        graph.graph.initializer.extend(plain)
         inputs = Path(tmp) / "inputs.onnx"
         onnx.save_model(graph, str(inputs))
         with _quiet():
             model = ov.convert_model(str(inputs))
-        record = None
-        if calibration is not None:
-            from .quantize import quantize_openvino
-
-            with _quiet():
-                model, record = quantize_openvino(model, graph, ExportedModel(onnx_path, device="cpu"), calibration)
-            props = dict(props, precision="int8", quantization=json.dumps(record))
-        elif half:
+        if calibration is None and half:
             props = dict(props, precision="fp16")
         model.set_rt_info(json.dumps(props), OPENVINO_RT_KEY)
         staged = Path(tmp) / out.name
