@@ -78,7 +78,7 @@ SAME_ROW = ("format", "precision", "imgsz")
 NOTES = {"yolo-onnx-int8": "quantize=8: onnxruntime quantize_static, QDQ, per-tensor weights, every conv int8",
          "yolo-openvino-int8": "quantize=8: NNCF preset MIXED, every conv int8 (decoding, DFL in float)",
          "anchorfree-onnx-int8": "onnxruntime QDQ, per-channel weights, output convs float",
-         "anchorfree-openvino-int8": "NNCF, output convs float"}
+         "anchorfree-openvino-int8": "the int8 ONNX (QDQ) graph converted, output convs float"}
 
 
 # ---- images --------------------------------------------------------------------------------------
