@@ -264,3 +264,23 @@ def test_server_runs_an_openvino_export(setups, openvino_fp32):
     got = r.json()["detections"]
     assert len(got) == len(expected) > 0
     np.testing.assert_allclose([d["box"] for d in got], expected.boxes, atol=0.01)
+
+
+def test_sliced_prediction_with_an_export_equals_the_checkpoints(setups, openvino_fp32, tmp_path):
+    from anchorfree import Model
+
+    run, data, _ = setups["gfl"]
+    tiles = [np.asarray(Image.open(data / "val" / "images" / f"{i:03d}.png")) for i in range(4)]
+    big = np.concatenate([np.concatenate(tiles[:2], axis=1), np.concatenate(tiles[2:], axis=1)], axis=0)
+    # 96 px tiles without overlap: each tile is one canvas of the export, the input Model gives the network too
+    want = Model(run, device="cpu", fast=False)(big, slice_size=SIZE, overlap=0.0)
+    got = ExportedModel(openvino_fp32.path)(big, slice_size=SIZE, overlap=0.0)
+    assert len(got) == len(want) > 0
+    order, mine = np.argsort(-want.scores.numpy(), kind="stable"), np.argsort(-got.scores, kind="stable")
+    np.testing.assert_allclose(got.boxes[mine], want.boxes.numpy()[order], atol=1e-3)
+    np.testing.assert_array_equal(got.labels[mine], want.labels.numpy()[order])
+    # and through the CLI, as predict --slice runs it
+    Image.fromarray(big).save(tmp_path / "big.png")
+    assert main(["predict", str(openvino_fp32.path), str(tmp_path / "big.png"), "--out", str(tmp_path / "p"),
+                 "--slice", str(SIZE), "--overlap", "0"]) == 0
+    assert len(json.loads((tmp_path / "p" / "results.json").read_text())) == len(want)

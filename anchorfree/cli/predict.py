@@ -38,16 +38,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def cmd_predict(args: argparse.Namespace) -> None:
     from ..api import load_model
-    from ..errors import AnchorfreeError
     from ..inference.video import is_video_source
     from ..predict import annotation_ids, collect_images, predict_to_folder
 
     from ..files import export_format
 
     exported = export_format(args.checkpoint) is not None
-    if args.slice is not None and exported:
-        raise AnchorfreeError(f"--slice runs a checkpoint (a run folder or .pt file), not an export; pass the run "
-                              f"that {args.checkpoint} was exported from")
     fast = {"auto": None, "on": True, "off": False}[args.fast]
     model = load_model(args.checkpoint, device=args.device, fast=None if exported else fast,
                        threads=args.threads or None)

@@ -128,17 +128,41 @@ class ExportedModel:
 
     # ---- inference -----------------------------------------------------------------------
     def __call__(self, images: Any, score_thresh: float | None = None, batch_size: int = 8,
-                 **options: Any) -> Prediction | list[Prediction]:
+                 slice_size: int | None = None, overlap: float = 0.2, full_image: bool = False,
+                 merge: str = "nms", **options: Any) -> Prediction | list[Prediction]:
         """Detect objects; one :class:`Prediction` per image (a list when given a list). ``options`` as
-        :meth:`anchorfree.Model.__call__` (see the module docstring for what an export allows)."""
+        :meth:`anchorfree.Model.__call__` (see the module docstring for what an export allows); ``slice_size``
+        … ``merge``: sliced inference as :meth:`anchorfree.Model.__call__` (needs PyTorch for the merge)."""
         opts = self.inference_options(score_thresh=score_thresh, **options)
         single = not isinstance(images, (list, tuple))
         items = [images] if single else list(images)
         step = self.info.batch or batch_size
         results: list[Prediction] = []
+        if slice_size is not None:
+            results = [self._predict_sliced(item, opts, (slice_size, overlap, full_image, merge), step)
+                       for item in items]
+            return results[0] if single else results
         for start in range(0, len(items), step):
             results += self.predict_batch(items[start:start + step], opts)
         return results[0] if single else results
+
+    def _predict_sliced(self, item: Any, opts: dict[str, Any], slicing: tuple, step: int) -> Prediction:
+        """One image in tiles (:func:`anchorfree.inference.slicing.predict_sliced`), each run by this export."""
+        try:
+            import torch
+
+            from ..inference.slicing import SliceOptions, predict_sliced
+        except ImportError:
+            raise ConfigError("sliced inference merges tiles with PyTorch's ops: install torch, or predict without "
+                              "slice_size") from None
+
+        def detect(crops: list) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+            arrays = [np.ascontiguousarray(crop.permute(1, 2, 0).numpy()) for crop in crops]
+            return [(p.boxes, p.scores, p.labels) for p in self.predict_batch(arrays, opts)]
+
+        image = torch.from_numpy(np.ascontiguousarray(to_rgb_array(item).transpose(2, 0, 1)))
+        boxes, scores, labels = predict_sliced(detect, image, SliceOptions(*slicing), step)
+        return Prediction(boxes.numpy(), scores.numpy(), labels.numpy(), self.class_names, self.label_to_cat_id)
 
     def preprocess(self, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """``uint8 [H, W, 3]`` images → the graph's ``images`` and ``image_sizes`` (:func:`letterbox`; the
