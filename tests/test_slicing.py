@@ -118,7 +118,7 @@ def test_a_slice_larger_than_the_image_says_it_predicts_the_image_whole():
 def test_a_model_predicts_each_tile_at_its_own_size_and_the_cli_writes_image_pixels(tmp_path, capsys):
     """``Model(..., slice_size=S)``: every tile is predicted as the model predicts that crop on its own (resized to
     the model's input), shifted to image pixels, then merged; ``predict --slice`` writes those boxes, all inside
-    the image; an export is refused with what to pass instead."""
+    the image (exports slice the same way: test_export_int8); a missing export file is named."""
     pytest.importorskip("fastapi", reason="the tiny run of the server tests needs the serve extra")
     import json
 
@@ -151,7 +151,7 @@ def test_a_model_predicts_each_tile_at_its_own_size_and_the_cli_writes_image_pix
     assert results and all(0 <= x and 0 <= y and x + w <= 230.01 and y + h <= 150.01 for x, y, w, h in
                            (r["bbox"] for r in results))
     assert main(["predict", str(tmp_path / "model.onnx"), str(path), "--out", str(tmp_path / "p2"), "--slice", "96"]) == 2
-    assert "--slice runs a checkpoint" in capsys.readouterr().err
+    assert "model.onnx does not exist" in capsys.readouterr().err
 
 
 def test_the_server_slices_on_request_and_refuses_slice_options_without_a_slice(tmp_path):
