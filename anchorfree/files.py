@@ -14,6 +14,12 @@ def export_format(path: str | Path) -> str | None:
     return SUFFIX_FORMATS.get(Path(path).suffix.lower())
 
 
+def export_files(path: str | Path) -> list[Path]:
+    """The files of an exported model: the file itself and, for OpenVINO's ``.xml``, its weights ``.bin``."""
+    path = Path(path)
+    return [path, path.with_suffix(".bin")] if export_format(path) == "openvino" else [path]
+
+
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
     """Call ``write(f)`` on a temporary binary file in ``path``'s folder, fsync, then ``os.replace`` it over
     ``path``: a run killed mid-write leaves the previous file intact. The file gets the usual permissions

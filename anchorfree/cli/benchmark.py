@@ -39,7 +39,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def cmd_benchmark(args: argparse.Namespace) -> None:
     from ..errors import MissingRuntimeError
     from ..export.certificate import certify
-    from ..export.exporter import FORMATS, export_model
+    from ..export.exporter import output_path, export_model
     from ..inference.checkpoint import load_detector
 
     detector, _, ckpt = load_detector(args.checkpoint)
@@ -48,7 +48,7 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
     files, skipped = [], []
     for target in args.formats:
         fmt, precision = target.split(":")
-        path = out / f"{Path(ckpt['path']).stem}{'' if precision == 'fp32' else '_' + precision}{FORMATS[fmt]}"
+        path = out / output_path(None, ckpt, fmt, precision).name  # the export's own default name, in OUT
         print(f"== {target}")
         try:
             export_model(args.checkpoint, fmt, path, half=precision == "fp16", int8=precision == "int8",

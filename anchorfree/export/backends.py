@@ -25,7 +25,6 @@ from ..errors import ConfigError, ExportError, MissingRuntimeError
 from .metadata import ExportInfo
 
 OUTPUT_NAMES = ("boxes", "scores", "labels", "num_detections")
-INPUT_NAMES = ("images", "image_sizes", "score_thresh", "nms_thresh")
 THREADS_ENV = "ANCHORFREE_RUNTIME_THREADS"
 OPENVINO_RT_KEY = ["anchorfree", "props"]  # where an OpenVINO IR keeps the metadata (rt_info, one JSON string)
 

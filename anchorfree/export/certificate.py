@@ -26,7 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..errors import DatasetError
-from ..files import atomic_write_text
+from ..files import atomic_write_text, export_files
 from ..runtime import cpu_flags, cpu_name
 
 DEFAULT_MAX_AP_DROP = {"int8": 1.0, "fp16": 0.3, "fp32": 0.1}
@@ -164,10 +164,9 @@ def export_row(path: str | Path, dataset: Any, reference: Row | None, max_ap_dro
     opts = model.inference_options()
     batches = DYNAMIC_BATCHES if model.info.batch is None else (model.info.batch,)
     rate1, best, rate = _speed(lambda chunk: model.predict_batch(chunk, opts), [im for im, _ in images], batches)
-    files = [Path(path)] + ([Path(path).with_suffix(".bin")] if model.format == "openvino" else [])
     row = Row(format=model.format, precision=model.info.precision, AP=metrics["AP"], AP50=metrics["AP50"],
               APs=metrics["APs"], images_per_s=rate1, best_batch=best, best_images_per_s=rate, file=str(path),
-              file_size=sum(f.stat().st_size for f in files))
+              file_size=sum(f.stat().st_size for f in export_files(path)))
     if model.info.batch is not None and model.info.batch != 1:
         row.note = f"static batch {model.info.batch}: its images/s at batch 1 are those of that batch"
     if reference is not None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from ..config import NMS_MODES, ModelConfig
 from ..inference.checkpoint import load_detector
 from ..errors import ConfigError, DatasetError, ExportError, MissingRuntimeError
-from ..files import SUFFIX_FORMATS
+from ..files import SUFFIX_FORMATS, export_files
 from ..models.detector import Detector
 from .certificate import Certificate, certificate_path, certify
 from .check import FP16, FP32, INT8, CheckResult, Tolerance, check_export
@@ -188,7 +188,7 @@ def _load(source: str | Path | Detector) -> tuple[Detector, ModelConfig, dict]:
     return detector.cpu().eval(), config.model, ckpt
 
 
-def _output_path(out: str | Path | None, ckpt: dict, format: str, precision: str) -> Path:
+def output_path(out: str | Path | None, ckpt: dict, format: str, precision: str) -> Path:
     if out is None:
         if not ckpt:
             raise ConfigError("export_model(detector, ...) needs out=<file>; a run folder or checkpoint has a default")
@@ -249,11 +249,6 @@ def _write(format: str, graph: DetectionGraph, args: tuple, out: Path, props: di
     return used, record
 
 
-def _files(out: Path) -> list[Path]:
-    """The files of an export: ``out`` and, for OpenVINO, its ``.bin``."""
-    return [out, out.with_suffix(".bin")] if out.suffix.lower() == ".xml" else [out]
-
-
 def export_model(source: str | Path | Detector, format: str = "onnx", out: str | Path | None = None, *,
                  opset: int | None = None, dynamic: bool = False, nms: bool | str = True, half: bool = False,
                  int8: bool = False, data: str | Path | object | None = None, calib: int = DEFAULT_CALIBRATION,
@@ -302,7 +297,7 @@ def export_model(source: str | Path | Detector, format: str = "onnx", out: str |
     _require_runtime(format, int8)
     precision = "int8" if int8 else "fp16" if half else "fp32"
     detector, cfg, ckpt = _load(source)
-    out = _output_path(out, ckpt, format, precision)
+    out = output_path(out, ckpt, format, precision)
     opts = detector.head.inference_options(**(options or {}))
     suppression, raw, notes = _suppression(nms, opts.nms, "onnx" if format == "openvino" else format, cfg.head.type)
     if getattr(opts, "flip_test", False):
@@ -334,7 +329,7 @@ def export_model(source: str | Path | Detector, format: str = "onnx", out: str |
     report = ExportReport(path=out, format=format, model_name=cfg.name, head=cfg.head.type,
                           input_shape=["batch", 3, "height", "width"] if dynamic else [batch, 3, *canvas],
                           dynamic=dynamic, precision=precision, suppression=suppression, raw_candidates=raw,
-                          opset=used_opset, file_size=sum(f.stat().st_size for f in _files(out)), seconds=0.0,
+                          opset=used_opset, file_size=sum(f.stat().st_size for f in export_files(out)), seconds=0.0,
                           notes=notes, quantization=record)
     if check:
         say(f"checking {out.name} against PyTorch…")
@@ -351,7 +346,7 @@ def export_model(source: str | Path | Detector, format: str = "onnx", out: str |
         report.certificate.write(certificate_path(out))
     report.seconds = time.perf_counter() - start
     if report.certificate is not None and not report.certificate.passed:
-        for path in _files(out):
+        for path in export_files(out):
             path.unlink(missing_ok=True)
         error = ExportError(f"the export {out.name} loses more AP than allowed, so it was deleted:\n"
                             f"{report.certificate.table()}\nThe certificate is kept as {certificate_path(out)}; "

@@ -10,13 +10,13 @@ ranges observed on calibration images (min/max), as quantize → dequantize pair
   NNCF's own quantization of the IR was measured first and lost more (photo set, 300 validation images,
   score 0.001: 28.7 → 26.4 AP with its default preset, 26.6 with MIXED; the QDQ graph: 28.7).
 
-What stays in float (:func:`float_layers`, stated in the file's ``quantization`` metadata):
+What stays in float (stated in the file's ``quantization`` metadata):
 
 * everything that is not a convolution of the network: normalisation, decoding (the DFL softmax and its
   integral), candidate selection and NMS — quantizing them saves no time and moves boxes;
 * the network's output convolutions — the last layer of each branch (class scores, box regression or
   distributions, centerness; CenterNet's and CornerNet's heatmap, size and offset outputs), found as the
-  convolutions no other convolution follows. Measured on the 3000-image photo set (``gfl_shufflenetv2_pan_nano``,
+  convolutions no other convolution follows (:func:`output_convs`). Measured on the 3000-image photo set (``gfl_shufflenetv2_pan_nano``,
   192 px, 300 validation images, AVX2): all convolutions int8 lost 0.8 AP, these kept in float 0.55 AP.
   GFLv2's quality branch (DGQP) is made of linear layers and is not quantized.
 
@@ -39,21 +39,6 @@ from ..errors import DatasetError, ExportError, MissingRuntimeError
 FLOAT_REASON = ("the network's output convolutions (class scores, box regression/distributions, quality), and "
                 "everything after them (decoding, candidate selection, NMS): kept in float because quantizing the "
                 "output convolutions cost more AP than it saved time (measured: 0.8 vs 0.55 AP lost on the photo set)")
-
-
-def network_nodes(model: "onnx.ModelProto") -> set[str]:  # noqa: F821
-    """Names of the convolutions of an ONNX graph and of every node they depend on (the network; the rest is
-    post-processing)."""
-    producer = {out: node for node in model.graph.node for out in node.output}
-    seen: set[str] = set()
-    stack = [node for node in model.graph.node if node.op_type == "Conv"]
-    while stack:
-        node = stack.pop()
-        if node.name in seen:
-            continue
-        seen.add(node.name)
-        stack += [producer[name] for name in node.input if name in producer]
-    return seen
 
 
 def output_convs(model: "onnx.ModelProto") -> list[str]:  # noqa: F821
@@ -79,12 +64,6 @@ def output_convs(model: "onnx.ModelProto") -> list[str]:  # noqa: F821
         if not followed:
             outputs.append(conv.name)
     return outputs
-
-
-def float_layers(model: "onnx.ModelProto") -> tuple[list[str], list[str]]:  # noqa: F821
-    """``(output convolutions, post-processing nodes)`` of an ONNX graph: the nodes int8 exports keep in float."""
-    network = network_nodes(model)
-    return output_convs(model), [node.name for node in model.graph.node if node.name not in network]
 
 
 def calibration_images(data: Any, count: int) -> tuple[list[np.ndarray], str]:
@@ -154,7 +133,7 @@ def quantize_onnx(fp32: Path, out: Path, images: list[np.ndarray], props: dict[s
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".quantize.") as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=False)
-        outputs, post = float_layers(onnx.load(str(prepared)))
+        outputs = output_convs(onnx.load(str(prepared)))
         quantized = Path(tmp) / "int8.onnx"
         quantize_static(str(prepared), str(quantized), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, op_types_to_quantize=["Conv"],
