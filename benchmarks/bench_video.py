@@ -4,6 +4,11 @@ drawing and encoding included, side by side with ultralytics' ``track``.
     anchorfree data synth runs/video --video --frames 200 --seed 3           # video.mp4 + gt.txt (MOT)
     python benchmarks/bench_video.py --run RUN --video runs/video --out runs/bench_video [--peer yolo26n]
 
+A detector for it trained on frames of other videos of the same generator (other seeds, other objects):
+
+    python benchmarks/bench_video.py --make-frames runs/video_frames     # COCO dataset of decoded frames
+    anchorfree train gfl_shufflenetv2_pan_nano --data runs/video_frames --out runs/video_nano train.minutes=10
+
 * accuracy: ``anchorfree predict RUN video.mp4 --track`` (ByteTrack from the ``trackers`` package) against
   ``gt.txt``: MOTA and IDF1 by motmetrics (IoU >= 0.5), HOTA by the ``trackers`` package's evaluator;
 * speed: frames/s of the whole command path (decode, predict, track, draw, encode) at 1 thread, and the same for
@@ -90,16 +95,67 @@ def hota(gt_file: Path, hyp_file: Path) -> float | None:
         return None
 
 
+def make_frames(out: Path, videos: int = 10, frames: int = 150, every: int = 3, seed: int = 100) -> Path:
+    """A COCO dataset in the folder layout ``data`` reads (``out/{train,val}/images``, ``annotations.json``) of every ``every``-th
+    decoded frame of ``videos`` generated videos (seeds ``seed``…; 3–8 objects each; the last video is the
+    validation split), boxes and classes from each video's ``gt.txt``: frames as the tracker's detector sees them
+    (H.264 artefacts, motion, occlusion), from videos other than the measured one."""
+    import av
+    from PIL import Image
+
+    from anchorfree.data.synth import SYNTH_CLASSES
+    from anchorfree.data.synth_video import generate_video
+
+    cats = [{"id": k + 1, "name": name} for k, name in enumerate(SYNTH_CLASSES)]
+    splits = {"train": {"images": [], "annotations": [], "categories": cats},
+              "val": {"images": [], "annotations": [], "categories": cats}}
+    for v in range(videos):
+        split = "val" if v == videos - 1 else "train"
+        folder = generate_video(out / "videos" / f"{seed + v}", frames=frames, objects=3 + v % 6, seed=seed + v)
+        rows: dict[int, list[list[float]]] = {}
+        for line in (folder / "gt.txt").read_text().split():
+            f, _, x, y, w, h, _, cls, _ = (float(c) for c in line.split(","))
+            rows.setdefault(int(f), []).append([x, y, w, h, cls])
+        (out / split / "images").mkdir(parents=True, exist_ok=True)
+        coco = splits[split]
+        with av.open(str(folder / "video.mp4")) as container:
+            for index, frame in enumerate(container.decode(video=0)):
+                if index % every:
+                    continue
+                image = frame.to_ndarray(format="rgb24")
+                name = f"v{seed + v}_f{index:04d}.png"
+                Image.fromarray(image).save(out / split / "images" / name)
+                image_id = len(coco["images"]) + 1
+                coco["images"].append({"id": image_id, "file_name": name, "height": image.shape[0],
+                                       "width": image.shape[1]})
+                for x, y, w, h, cls in rows.get(index + 1, []):
+                    coco["annotations"].append({"id": len(coco["annotations"]) + 1, "image_id": image_id,
+                                                "category_id": int(cls), "bbox": [x, y, w, h], "area": w * h,
+                                                "iscrowd": 0})
+    for split, coco in splits.items():
+        (out / split / "annotations.json").write_text(json.dumps(coco))
+    print(f"wrote {out}: {len(splits['train']['images'])} training and {len(splits['val']['images'])} validation "
+          f"frames, {len(splits['train']['annotations'])} / {len(splits['val']['annotations'])} boxes")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run", required=True, help="a trained anchorfree run (on the synthetic shapes)")
-    parser.add_argument("--video", required=True, help="folder from `anchorfree data synth OUT --video`")
+    parser.add_argument("--make-frames", metavar="OUT", help="only write the training dataset of decoded frames of "
+                        "other generated videos (see the module docstring) to OUT")
+    parser.add_argument("--run", help="a trained anchorfree run (on the synthetic shapes)")
+    parser.add_argument("--video", help="folder from `anchorfree data synth OUT --video`")
     parser.add_argument("--out", default="runs/bench_video", help="output folder")
     parser.add_argument("--peer", default="yolo26n", help="ultralytics model (its .yaml; '' to skip)")
     parser.add_argument("--peer-python", default=sys.executable, help="the Python that has ultralytics")
     parser.add_argument("--imgsz", type=int, default=320, help="the peer's input size (default 320)")
     parser.add_argument("--score-thresh", type=float, default=0.3, help="anchorfree's detection threshold")
     args = parser.parse_args(argv)
+    if args.make_frames:
+        make_frames(Path(args.make_frames))
+        return 0
+    if not args.run or not args.video:
+        parser.error("--run and --video are required (or --make-frames OUT)")
     video, out = Path(args.video), Path(args.out)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "YOLO_OFFLINE": "1"}
     print(f"CPU flags: {cpu_flags()}; 1 thread per process", flush=True)

@@ -28,7 +28,7 @@ from anchorfree.errors import ConfigError, ExportError
 from anchorfree.export import export_model
 from anchorfree.export.check import FP16, FP32, CheckResult, check_export, check_images, match_detections
 from anchorfree.export.predictor import ExportedModel, hard_nms
-from anchorfree.export.preprocess import resize_bilinear, to_rgb_array
+from anchorfree.export.preprocess import resize_bilinear, resize_bilinear_numpy, to_rgb_array
 from anchorfree.models.detector import Detector
 from anchorfree.presets import get_preset
 from anchorfree.structures import Batch
@@ -397,12 +397,14 @@ def _as_dets(pred):
 
 # ---- preprocessing ------------------------------------------------------------------------------
 def test_numpy_resize_is_torchvisions():
+    """The torch-free resize (and the dispatching one) give torchvision's pixels, bit for bit."""
     rng = np.random.default_rng(0)
     for _ in range(40):
         h, w = (int(v) for v in rng.integers(2, 200, size=2))
         oh, ow = (int(v) for v in rng.integers(1, 260, size=2))
         image = rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
         expected = TF.resize(torch.from_numpy(image).permute(2, 0, 1).contiguous(), [oh, ow], antialias=False)
+        np.testing.assert_array_equal(resize_bilinear_numpy(image, (oh, ow)), expected.permute(1, 2, 0).numpy())
         np.testing.assert_array_equal(resize_bilinear(image, (oh, ow)), expected.permute(1, 2, 0).numpy())
 
 

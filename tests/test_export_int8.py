@@ -284,3 +284,10 @@ def test_sliced_prediction_with_an_export_equals_the_checkpoints(setups, openvin
     assert main(["predict", str(openvino_fp32.path), str(tmp_path / "big.png"), "--out", str(tmp_path / "p"),
                  "--slice", str(SIZE), "--overlap", "0"]) == 0
     assert len(json.loads((tmp_path / "p" / "results.json").read_text())) == len(want)
+    # eval --slice: the export's AP on overlapping tiles equals the checkpoint's
+    sliced = ["--data", str(data), "--slice", "64", "--overlap", "0.25", "--score-thresh", "0.05"]
+    assert main(["eval", str(run), *sliced]) == 0
+    want_ap = json.loads((run / "metrics.json").read_text())["metrics"]["AP"]
+    assert main(["eval", str(openvino_fp32.path), *sliced]) == 0
+    got_ap = json.loads(openvino_fp32.path.with_name("m.xml.metrics.json").read_text())["metrics"]["AP"]
+    assert want_ap > 0 and got_ap == pytest.approx(want_ap, abs=1e-3)

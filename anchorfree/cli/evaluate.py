@@ -82,16 +82,14 @@ def _eval_export(args: argparse.Namespace, spec) -> None:
     """``eval`` of an exported file: the certificate's evaluation (:func:`anchorfree.export.certificate.evaluate_export`)."""
     from ..api import load_model
     from ..data import CocoDetection
-    from ..errors import ConfigError
     from ..evaluation import format_metrics_table, save_metrics
     from ..export.certificate import evaluate_export
+    from ..inference.slicing import SliceOptions
 
-    if args.slice is not None:
-        raise ConfigError(f"--slice runs a checkpoint (a run folder or .pt file), not an export; pass the run that "
-                          f"{args.checkpoint} was exported from")
+    slicing = None if args.slice is None else SliceOptions(args.slice, args.overlap, args.full_image, args.merge)
     model = load_model(args.checkpoint, device=args.device, threads=args.threads or None)
     dataset = CocoDetection(spec.val_ann, spec.val_images, None, class_names=spec.class_names, train=False)
-    result, results = evaluate_export(model, dataset, progress=True, **inference_options(args))
+    result, results = evaluate_export(model, dataset, progress=True, slicing=slicing, **inference_options(args))
     print(format_metrics_table(result))
     path = Path(args.checkpoint)
     written = [path.with_name(f"{path.name}.metrics.json")]

@@ -132,9 +132,11 @@ def _speed(call: Callable[[list[np.ndarray]], Any], images: list[np.ndarray],
 
 
 def evaluate_export(model: Any, dataset: Any, progress: bool = True, images: list[tuple[np.ndarray, int]] | None = None,
-                    **options: Any) -> tuple[dict[str, Any], list[dict]]:
+                    slicing: Any = None, **options: Any) -> tuple[dict[str, Any], list[dict]]:
     """COCO metrics and results of an :class:`~anchorfree.export.predictor.ExportedModel` on ``dataset``
-    (each image as stored; the export's inference settings, with ``options`` for this run)."""
+    (each image as stored; the export's inference settings, with ``options`` for this run); ``slicing``: a
+    :class:`~anchorfree.inference.slicing.SliceOptions` to detect each image in tiles, as ``eval --slice`` does
+    with a checkpoint."""
     from ..evaluation import coco_result
     from ..inference.evaluate import score_results
 
@@ -143,12 +145,14 @@ def evaluate_export(model: Any, dataset: Any, progress: bool = True, images: lis
                            f"{len(model.class_names)}; evaluate it on the dataset it was trained for")
     opts = model.inference_options(**options)  # refuses what the graph cannot do, before the loop
     items = images if images is not None else _validation_images(dataset, progress)
-    step = model.info.batch or 8
+    step = 1 if slicing is not None else model.info.batch or 8
     results: list[dict] = []
     for start in tqdm(range(0, len(items), step), desc=f"evaluate {model.path.name}", unit="batch",
                       disable=not progress, leave=False):
         chunk = items[start:start + step]
-        for (_, image_id), pred in zip(chunk, model.predict_batch([image for image, _ in chunk], opts)):
+        preds = ([model.predict_sliced(image, opts, slicing) for image, _ in chunk] if slicing is not None
+                 else model.predict_batch([image for image, _ in chunk], opts))
+        for (_, image_id), pred in zip(chunk, preds):
             for box, score, label in zip(pred.boxes.tolist(), pred.scores.tolist(), pred.labels.tolist()):
                 results.append(coco_result(image_id, dataset.label_to_cat_id[int(label)], box, float(score)))
     return score_results(dataset, results), results

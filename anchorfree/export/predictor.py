@@ -139,15 +139,17 @@ class ExportedModel:
         step = self.info.batch or batch_size
         results: list[Prediction] = []
         if slice_size is not None:
-            results = [self._predict_sliced(item, opts, (slice_size, overlap, full_image, merge), step)
+            results = [self.predict_sliced(item, opts, (slice_size, overlap, full_image, merge), step)
                        for item in items]
             return results[0] if single else results
         for start in range(0, len(items), step):
             results += self.predict_batch(items[start:start + step], opts)
         return results[0] if single else results
 
-    def _predict_sliced(self, item: Any, opts: dict[str, Any], slicing: tuple, step: int) -> Prediction:
-        """One image in tiles (:func:`anchorfree.inference.slicing.predict_sliced`), each run by this export."""
+    def predict_sliced(self, item: Any, opts: dict[str, Any], slicing: Any, step: int | None = None) -> Prediction:
+        """One image in tiles (:func:`anchorfree.inference.slicing.predict_sliced`), each run by this export;
+        ``slicing``: a :class:`~anchorfree.inference.slicing.SliceOptions` or its fields as a tuple, ``opts``
+        resolved by :meth:`inference_options`."""
         try:
             import torch
 
@@ -161,7 +163,8 @@ class ExportedModel:
             return [(p.boxes, p.scores, p.labels) for p in self.predict_batch(arrays, opts)]
 
         image = torch.from_numpy(np.ascontiguousarray(to_rgb_array(item).transpose(2, 0, 1)))
-        boxes, scores, labels = predict_sliced(detect, image, SliceOptions(*slicing), step)
+        options = slicing if isinstance(slicing, SliceOptions) else SliceOptions(*slicing)
+        boxes, scores, labels = predict_sliced(detect, image, options, step or self.info.batch or 8)
         return Prediction(boxes.numpy(), scores.numpy(), labels.numpy(), self.class_names, self.label_to_cat_id)
 
     def preprocess(self, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

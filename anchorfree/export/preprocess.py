@@ -1,10 +1,12 @@
-"""What the PyTorch path does to an image before the network, in NumPy (no PyTorch needed).
+"""What the PyTorch path does to an image before the network, in NumPy (no PyTorch needed; where it is
+installed, its resize kernel is used).
 
 * :func:`to_rgb_array`: any supported image input → ``uint8 [H, W, 3]`` RGB, with the rules of
   :func:`anchorfree.api.to_uint8_chw` (files by :func:`anchorfree.images.read_image`, EXIF orientation applied);
 * :func:`keep_ratio_size`: torchvision's detection resize rule (:func:`anchorfree.data.keep_ratio_size`), or
   mmdetection's (sizes rounded, OpenCV's bilinear) for models with ``input.resize=mmdet``;
-* :func:`resize_bilinear`: the resize of :class:`anchorfree.data.ResizeKeepRatio` — torchvision's
+* :func:`resize_bilinear`: the resize of :class:`anchorfree.data.ResizeKeepRatio` — by PyTorch where it is
+  installed, else :func:`resize_bilinear_numpy`, which reproduces torchvision's
   ``resize(antialias=False)`` on a ``uint8`` image, which on CPUs with AVX2 (and on ARM) runs PyTorch's
   native ``uint8`` kernel (``UpSampleKernel.cpp``, derived from Pillow's resampling): separable, the
   width first, then the height, each pass with triangle-filter weights normalised per output pixel,
@@ -24,6 +26,8 @@ on the canvas, and ``Model``'s exactly for images whose padded size is the canva
 """
 from __future__ import annotations
 
+import functools
+import importlib.util
 import math
 from pathlib import Path
 from typing import Any
@@ -70,6 +74,7 @@ def resize_mode(inp: dict[str, Any]) -> str:
     return str(inp.get("resize_mode", "torchvision"))
 
 
+@functools.lru_cache(maxsize=256)
 def _axis_weights(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, int]:
     """Per output pixel the first input pixel ``[out]``, two int16-scaled weights ``[out, 2]`` and their
     precision in bits (PyTorch's ``_compute_index_ranges_int16_weights`` for bilinear, no antialias)."""
@@ -87,25 +92,31 @@ def _axis_weights(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, 
     while precision < 22 and int(0.5 + largest * (1 << (precision + 1))) < (1 << 15):
         precision += 1
     scaled = weights * (1 << precision)
-    fixed = np.where(scaled < 0, np.trunc(-0.5 + scaled), np.trunc(0.5 + scaled)).astype(np.int64)
+    fixed = np.where(scaled < 0, np.trunc(-0.5 + scaled), np.trunc(0.5 + scaled)).astype(np.int32)
     return first, fixed, precision
 
 
 def _resample(image: np.ndarray, out_size: int, axis: int) -> np.ndarray:
-    """One pass of :func:`resize_bilinear` along ``axis``."""
+    """One pass of :func:`resize_bilinear_numpy` along ``axis``: two gathered taps, an int32 weighted sum,
+    rounded, shifted and clamped (in place, no temporaries beyond the two taps)."""
     in_size = image.shape[axis]
     first, weights, precision = _axis_weights(in_size, out_size)
-    moved = np.moveaxis(image, axis, 0).astype(np.int32)
-    shape = (-1,) + (1,) * (moved.ndim - 1)
-    total = sum(moved[np.minimum(first + tap, in_size - 1)] * weights[:, tap].astype(np.int32).reshape(shape)
-                for tap in range(2))
-    total = (total + (1 << (precision - 1))) >> precision
-    return np.moveaxis(np.clip(total, 0, 255).astype(np.uint8), 0, axis)
+    shape = [1] * image.ndim
+    shape[axis] = out_size
+    total = np.take(image, first, axis=axis).astype(np.int32)
+    total *= weights[:, 0].reshape(shape)
+    second = np.take(image, np.minimum(first + 1, in_size - 1), axis=axis).astype(np.int32)
+    second *= weights[:, 1].reshape(shape)
+    total += second
+    total += 1 << (precision - 1)
+    total >>= precision
+    np.clip(total, 0, 255, out=total)
+    return total.astype(np.uint8)
 
 
-def resize_bilinear(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def resize_bilinear_numpy(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """``uint8 [H, W, C]`` → ``uint8 [h, w, C]`` exactly as torchvision's uint8 bilinear resize without
-    antialias (see the module docstring): the width is resampled first, then the height."""
+    antialias (see the module docstring), in NumPy: the width is resampled first, then the height."""
     height, width = size
     if (height, width) == image.shape[:2]:
         return image
@@ -114,6 +125,32 @@ def resize_bilinear(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if height != image.shape[0]:
         image = _resample(image, height, axis=0)
     return image
+
+
+@functools.lru_cache(maxsize=1)
+def _torch_interpolate() -> Any:
+    """PyTorch's ``interpolate`` where torch is installed (its AVX2 uint8 kernel: 3-5x faster than the NumPy
+    one on 320 px images, BENCHMARKS.md), else ``None``."""
+    if importlib.util.find_spec("torch") is None:
+        return None
+    import torch
+    from torch.nn.functional import interpolate
+
+    return torch, interpolate
+
+
+def resize_bilinear(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``uint8 [H, W, C]`` → ``uint8 [h, w, C]``, torchvision's uint8 bilinear resize without antialias: by
+    PyTorch itself where it is installed, else by :func:`resize_bilinear_numpy` (the same pixels)."""
+    if tuple(size) == image.shape[:2]:
+        return image
+    found = _torch_interpolate()
+    if found is None:
+        return resize_bilinear_numpy(image, size)
+    torch, interpolate = found
+    tensor = torch.from_numpy(np.require(image, requirements=["C", "W"])).permute(2, 0, 1)[None]  # read-only: copied
+    out = interpolate(tensor, size=tuple(size), mode="bilinear", align_corners=False, antialias=False)
+    return np.ascontiguousarray(out[0].permute(1, 2, 0).numpy())
 
 
 def resize_for_model(image: np.ndarray, min_size: int, max_size: int,
