@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"CPU flags: {cpu_flags()}; 1 thread per process", flush=True)
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "anchorfree", "predict", args.run, str(video / "video.mp4"), "--out",
-                           str(out / "anchorfree"), "--track", "--threads", "1", "--fast", "off", "--score-thresh",
+                           str(out / "anchorfree"), "--track", "--threads", "1", "--score-thresh",
                            str(args.score_thresh)], env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if done.returncode != 0:
