@@ -61,3 +61,16 @@ class TrainerPlanning:
         total = self.budget.total_steps(self.iteration, per_step)
         self.total_steps = int(round(float(self.dist.mean(torch.tensor([float(total)]))[0])))
         self.planned_epochs = max(self.epoch + 1, math.ceil(self.total_steps / self.iters_per_epoch))
+
+    def describe(self) -> str:
+        """One line on the effective batch and the learning rate stated for it."""
+        t = self.cfg.train
+        batch = (f"effective batch {self.effective_batch} = {t.batch_size} per process x {self.world} "
+                 f"process(es) x {t.accumulate} accumulated micro-batch(es)")
+        if t.scale_lr:
+            reference = t.lr_reference_batch or t.batch_size
+            lr = (f"lr {self.base_lr:.4g} for it (train.lr {t.lr:g} x {self.effective_batch} / reference batch "
+                  f"{reference}, linear scaling rule)")
+        else:
+            lr = f"lr {self.base_lr:.4g} for it (train.lr as given; train.scale_lr=true scales it linearly)"
+        return f"{batch}; {lr}"

@@ -249,19 +249,6 @@ class Trainer(TrainerState, TrainerPlanning):
         self.dist.close()
 
     # ---- loop ------------------------------------------------------------------------------
-    def describe(self) -> str:
-        """One line on the effective batch and the learning rate stated for it."""
-        t = self.cfg.train
-        batch = (f"effective batch {self.effective_batch} = {t.batch_size} per process x {self.world} "
-                 f"process(es) x {t.accumulate} accumulated micro-batch(es)")
-        if t.scale_lr:
-            reference = t.lr_reference_batch or t.batch_size
-            lr = (f"lr {self.base_lr:.4g} for it (train.lr {t.lr:g} x {self.effective_batch} / reference batch "
-                  f"{reference}, linear scaling rule)")
-        else:
-            lr = f"lr {self.base_lr:.4g} for it (train.lr as given; train.scale_lr=true scales it linearly)"
-        return f"{batch}; {lr}"
-
     def fit(self) -> dict[str, Any] | None:
         """Train until ``train.epochs``; returns the last validation result (on rank 0)."""
         t = self.cfg.train
