@@ -15,6 +15,10 @@ A detector for it trained on frames of other videos of the same generator (other
   ultralytics ``YOLO(...).track(source, tracker="bytetrack.yaml", save=True)`` at the same input size, in its own
   process, the two run one after the other on an otherwise idle machine. The peer's weights are its untrained
   ``.yaml`` model (no download): its speed, not its accuracy, is compared.
+* ``--format onnx``: both sides run their ONNX export (``anchorfree export RUN`` and ultralytics' own
+  ``export(format="onnx")``, each at its default: a static square canvas of the input size) in ONNX Runtime, the
+  deployment path; exporting is not timed. ONNX Runtime takes every core unless told otherwise and ultralytics
+  does not tell it, so ``--cpu N`` pins both processes to core N (``taskset``): one core each, in turn.
 """
 from __future__ import annotations
 
@@ -33,8 +37,14 @@ from timing import cpu_flags  # noqa: E402
 
 PEER = r"""
 import sys, time
+from pathlib import Path
 from ultralytics import YOLO
 model = YOLO(sys.argv[1] + ".yaml")
+if sys.argv[5] == "onnx":  # exported once (an untimed first run), then read
+    onnx = Path(sys.argv[1] + ".onnx")
+    if not onnx.exists():
+        Path(model.export(format="onnx", imgsz=int(sys.argv[3]))).rename(onnx)
+    model = YOLO(str(onnx), task="detect")
 start, frames = time.perf_counter(), 0
 for _ in model.track(source=sys.argv[2], tracker="bytetrack.yaml", imgsz=int(sys.argv[3]), stream=True, save=True,
                      project=sys.argv[4], name="track", exist_ok=True, verbose=False, device="cpu"):
@@ -150,38 +160,55 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peer-python", default=sys.executable, help="the Python that has ultralytics")
     parser.add_argument("--imgsz", type=int, default=320, help="the peer's input size (default 320)")
     parser.add_argument("--score-thresh", type=float, default=0.3, help="anchorfree's detection threshold")
+    parser.add_argument("--format", choices=["pytorch", "onnx"], default="pytorch",
+                        help="what both sides run: their PyTorch model or their ONNX export in ONNX Runtime")
+    parser.add_argument("--cpu", type=int, help="pin both processes to this core (taskset), one after the other")
     args = parser.parse_args(argv)
     if args.make_frames:
         make_frames(Path(args.make_frames))
         return 0
     if not args.run or not args.video:
         parser.error("--run and --video are required (or --make-frames OUT)")
-    video, out = Path(args.video), Path(args.out)
+    video, out = Path(args.video).resolve(), Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "YOLO_OFFLINE": "1"}
     print(f"CPU flags: {cpu_flags()}; 1 thread per process", flush=True)
+    pin = ["taskset", "-c", str(args.cpu)] if args.cpu is not None else []
+    model = args.run
+    if args.format == "onnx":
+        model = str(out / "anchorfree.onnx")
+        subprocess.run([sys.executable, "-m", "anchorfree", "export", args.run, "--out", model], check=True, env=env,
+                       capture_output=True)
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "anchorfree", "predict", args.run, str(video / "video.mp4"), "--out",
+    done = subprocess.run([*pin, sys.executable, "-m", "anchorfree", "predict", model, str(video / "video.mp4"), "--out",
                            str(out / "anchorfree"), "--track", "--threads", "1", "--score-thresh",
                            str(args.score_thresh)], env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(done.stderr[-2000:])
     frames = sum(1 for _ in (out / "anchorfree" / "video.jsonl").open())
-    row = {"detector": "anchorfree", "frames": frames, "command_s": round(seconds, 2),
+    row = {"detector": f"anchorfree ({args.format})", "frames": frames, "command_s": round(seconds, 2),
            "frames_per_s": round(frames / seconds, 2),
            **clear_and_identity(video / "gt.txt", out / "anchorfree" / "video.mot.txt"),
            "hota": hota(video / "gt.txt", out / "anchorfree" / "video.mot.txt")}
     rows = [row]
     if args.peer:
         start = time.perf_counter()
-        peer = subprocess.run([args.peer_python, "-c", PEER, args.peer, str(video / "video.mp4"), str(args.imgsz),
-                               str((out / "peer").resolve())], env=env, capture_output=True, text=True)
+        peer_dir = (out / "peer").resolve()
+        if args.format == "onnx":  # export untimed: the first run exports, the timed second one reads the file
+            subprocess.run([args.peer_python, "-c", PEER, args.peer, str(video / "video.mp4"), str(args.imgsz),
+                            str(peer_dir), "onnx"], env=env, capture_output=True, text=True, cwd=out)
+            start = time.perf_counter()
+        peer = subprocess.run([*pin, args.peer_python, "-c", PEER, args.peer, str(video / "video.mp4"),
+                               str(args.imgsz), str(peer_dir), args.format], env=env, capture_output=True, text=True,
+                              cwd=out)
         seconds = time.perf_counter() - start
         if peer.returncode != 0:
             print(peer.stderr[-2000:])
         else:
             n, loop_s = peer.stdout.split()[-2:]
-            rows.append({"detector": f"ultralytics {args.peer} (untrained .yaml, bytetrack)", "frames": int(n),
+            rows.append({"detector": f"ultralytics {args.peer} ({args.format}, untrained .yaml, bytetrack)",
+                         "frames": int(n),
                          "command_s": round(seconds, 2), "frames_per_s": round(int(n) / seconds, 2),
                          "loop_frames_per_s": round(int(n) / float(loop_s), 2)})
     (out / "results.json").write_text(json.dumps(rows, indent=1))
