@@ -42,7 +42,6 @@ def make_mosaics(coco: dict, image_dir: Path, out: Path, grid: int, cell: int) -
         by_image.setdefault(ann["image_id"], []).append(ann)
     images = [im for im in coco["images"] if im["width"] <= cell and im["height"] <= cell]
     per = grid * grid
-    out.mkdir(parents=True, exist_ok=True)
     new_images, new_anns = [], []
     for m in range(len(images) // per):
         canvas = np.full((grid * cell, grid * cell, 3), 114, np.uint8)

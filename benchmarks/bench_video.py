@@ -40,11 +40,11 @@ import sys, time
 from pathlib import Path
 from ultralytics import YOLO
 model = YOLO(sys.argv[1] + ".yaml")
-if sys.argv[5] == "onnx":  # exported once (an untimed first run), then read
-    onnx = Path(sys.argv[1] + ".onnx")
-    if not onnx.exists():
-        Path(model.export(format="onnx", imgsz=int(sys.argv[3]))).rename(onnx)
-    model = YOLO(str(onnx), task="detect")
+if sys.argv[5] == "export":  # the untimed step before an onnx run
+    Path(model.export(format="onnx", imgsz=int(sys.argv[3]))).rename(sys.argv[1] + ".onnx")
+    sys.exit(0)
+if sys.argv[5] == "onnx":
+    model = YOLO(sys.argv[1] + ".onnx", task="detect")
 start, frames = time.perf_counter(), 0
 for _ in model.track(source=sys.argv[2], tracker="bytetrack.yaml", imgsz=int(sys.argv[3]), stream=True, save=True,
                      project=sys.argv[4], name="track", exist_ok=True, verbose=False, device="cpu"):
@@ -193,15 +193,12 @@ def main(argv: list[str] | None = None) -> int:
            "hota": hota(video / "gt.txt", out / "anchorfree" / "video.mot.txt")}
     rows = [row]
     if args.peer:
+        peer_args = [args.peer_python, "-c", PEER, args.peer, str(video / "video.mp4"), str(args.imgsz),
+                     str(out / "peer")]
+        if args.format == "onnx":  # exporting is not timed
+            subprocess.run([*peer_args, "export"], env=env, capture_output=True, check=True, cwd=out)
         start = time.perf_counter()
-        peer_dir = (out / "peer").resolve()
-        if args.format == "onnx":  # export untimed: the first run exports, the timed second one reads the file
-            subprocess.run([args.peer_python, "-c", PEER, args.peer, str(video / "video.mp4"), str(args.imgsz),
-                            str(peer_dir), "onnx"], env=env, capture_output=True, text=True, cwd=out)
-            start = time.perf_counter()
-        peer = subprocess.run([*pin, args.peer_python, "-c", PEER, args.peer, str(video / "video.mp4"),
-                               str(args.imgsz), str(peer_dir), args.format], env=env, capture_output=True, text=True,
-                              cwd=out)
+        peer = subprocess.run([*pin, *peer_args, args.format], env=env, capture_output=True, text=True, cwd=out)
         seconds = time.perf_counter() - start
         if peer.returncode != 0:
             print(peer.stderr[-2000:])
